@@ -1,0 +1,1 @@
+"""The course's hardened autograder (see README, "Grading")."""
