@@ -1,0 +1,190 @@
+"""Unit tests for the optlab plumbing: device choice, datasets, seeding, timing and plots."""
+import os
+import stat
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+import optlab
+import optlab.data
+import optlab.plot
+from optlab.device import ENV_VAR
+
+
+# --- device ---------------------------------------------------------------------------------
+
+def test_device_defaults_to_an_available_device(monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    dev = optlab.device()
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    assert dev == torch.device(expected)
+
+
+def test_device_can_be_forced_to_cpu(monkeypatch):
+    monkeypatch.setenv(ENV_VAR, "CPU")
+    assert optlab.device() == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_forcing_an_unavailable_device_is_one_clear_sentence(monkeypatch):
+    monkeypatch.setenv(ENV_VAR, "cuda")
+    with pytest.raises(RuntimeError) as err:
+        optlab.device()
+    message = str(err.value)
+    assert message == f"{ENV_VAR}=cuda was requested but no CUDA device is available on this machine."
+    assert "\n" not in message
+
+
+def test_an_unknown_device_name_is_rejected(monkeypatch):
+    monkeypatch.setenv(ENV_VAR, "tpu")
+    with pytest.raises(ValueError, match="'tpu' is not one of cpu, cuda, mps"):
+        optlab.device()
+
+
+# --- seeding and timing ---------------------------------------------------------------------
+
+def test_seed_everything_makes_torch_and_numpy_repeat():
+    rng = optlab.seed_everything(3)
+    a = (torch.randn(4), np.random.rand(3), rng.normal(size=2))
+    rng = optlab.seed_everything(3)
+    b = (torch.randn(4), np.random.rand(3), rng.normal(size=2))
+    assert torch.equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[2], b[2])
+    optlab.seed_everything(4)
+    assert not torch.equal(a[0], torch.randn(4))
+
+
+def test_timer_measures_elapsed_time():
+    import time
+
+    with optlab.Timer("cpu") as t:
+        time.sleep(0.05)
+    assert 0.04 < t.seconds < 1.0
+
+
+# --- data -----------------------------------------------------------------------------------
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(optlab.data.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt by mnist1d to fetch its pickled copy fails the test."""
+    import requests
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("optlab.data tried to download something")
+
+    monkeypatch.setattr(requests, "get", refuse)
+    monkeypatch.setattr(requests.Session, "request", refuse)
+
+
+def test_mnist1d_is_generated_offline_and_cached(cache, no_network):
+    split = optlab.data.mnist1d(num_samples=200, seed=1)
+    assert split.x_train.shape == (160, 40) and split.x_test.shape == (40, 40)
+    assert split.x_train.dtype == torch.float32 and split.y_train.dtype == torch.int64
+    assert set(split.y_train.tolist()) <= set(range(10))
+    files = list(cache.glob("mnist1d-*.npz"))
+    assert len(files) == 1
+    again = optlab.data.mnist1d(num_samples=200, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(split, again))
+
+
+def test_mnist1d_matches_the_library_generator(cache, no_network):
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples, args.seed = 200, 1
+    reference = make_dataset(args)
+    split = optlab.data.mnist1d(num_samples=200, seed=1)
+    np.testing.assert_allclose(split.x_train.numpy(), reference["x"], rtol=1e-6)
+    np.testing.assert_array_equal(split.y_test.numpy(), reference["y_test"])
+
+
+def test_mnist1d_does_not_disturb_numpy_global_state(cache):
+    np.random.seed(123)
+    expected = np.random.rand()
+    np.random.seed(123)
+    optlab.data.mnist1d(num_samples=100, seed=5)
+    assert np.random.rand() == expected
+
+
+def test_mnist1d_regenerates_a_corrupt_cache_file(cache, no_network):
+    first = optlab.data.mnist1d(num_samples=100, seed=2)
+    (path,) = cache.glob("mnist1d-*.npz")
+    path.write_bytes(b"not a numpy file")
+    again = optlab.data.mnist1d(num_samples=100, seed=2)
+    assert torch.equal(first.x_train, again.x_train)
+    with np.load(path) as f:  # rewritten with good data
+        assert f["x"].shape == (80, 40)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_mnist1d_works_with_an_unwritable_cache(tmp_path, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    monkeypatch.setenv(optlab.data.CACHE_ENV_VAR, str(ro / "cache"))
+    split = optlab.data.mnist1d(num_samples=100, seed=3)
+    assert split.x_train.shape == (80, 40)
+
+
+def test_mnist1d_works_when_the_cache_path_is_not_a_directory(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache directory should be")
+    monkeypatch.setenv(optlab.data.CACHE_ENV_VAR, str(blocker))
+    split = optlab.data.mnist1d(num_samples=100, seed=3)
+    assert split.x_train.shape == (80, 40)
+    assert blocker.read_text().startswith("a file")
+
+
+def test_digits_split_is_disjoint_and_scaled():
+    split = optlab.data.digits(test_fraction=0.25, seed=0)
+    assert split.x_train.shape[0] + split.x_test.shape[0] == 1797
+    assert split.x_test.shape == (449, 64)
+    assert 0.0 <= float(split.x_train.min()) and float(split.x_train.max()) <= 1.0
+    rows = {tuple(r) for r in split.x_train.tolist()}
+    overlap = sum(tuple(r) in rows for r in split.x_test.tolist())
+    assert overlap < 10  # the digits set has a handful of exact duplicate images, no more
+
+
+# --- plots ----------------------------------------------------------------------------------
+
+def test_surface_draws_contours_and_each_path():
+    path_a = np.array([[1.0, 1.0], [0.5, 0.4], [0.1, 0.0]])
+    path_b = torch.tensor([[-1.0, 1.0], [-0.2, 0.1]])
+    ax = optlab.plot.surface(lambda X, Y: X**2 + 3 * Y**2, (-2, 2), (-2, 2),
+                             paths={"a": path_a, "b": path_b})
+    assert ax.collections, "no contour drawn"
+    labelled = {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+    assert set(labelled) == {"a", "b"}
+    np.testing.assert_allclose(labelled["a"].get_xydata(), path_a)
+    np.testing.assert_allclose(labelled["b"].get_xydata(), path_b.numpy())
+    assert ax.get_legend() is not None
+    plt.close("all")
+
+
+def test_surface_log_levels_work_on_a_surface_with_zero_minimum():
+    ax = optlab.plot.surface(lambda X, Y: X**2 + Y**2, (-1, 1), (-1, 1), log=True, levels=10)
+    assert ax.collections
+    plt.close("all")
+
+
+def test_curves_draw_mean_and_band_for_runs():
+    runs = np.array([[1.0, 2.0, 3.0], [3.0, 4.0, 5.0]])
+    ax = optlab.plot.curves({"runs": runs, "single": [3.0, 2.0, 1.0]}, logy=True)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    np.testing.assert_allclose(lines["runs"].get_ydata(), [2.0, 3.0, 4.0])
+    np.testing.assert_allclose(lines["single"].get_ydata(), [3.0, 2.0, 1.0])
+    assert len(ax.collections) == 1  # the min..max band of the runs
+    assert ax.get_yscale() == "log"
+    plt.close("all")
