@@ -1,0 +1,217 @@
+"""Test cases of the `classification` assignment (instructor-only; never released).
+
+Tolerances, per element |out − ref| <= atol + rtol·|ref|: float64 rtol 1e-6; float32 rtol 1e-4 with
+atol 1e-6 (probabilities, gradients and losses are O(1)), which accepts float32, torch, loops or
+vectorized code. Softmax regression on the digits: the reference reaches 0.955–0.964 test accuracy over
+seeds 0–9 with the settings below (0.04 s per fit); the threshold 0.90 leaves room for other
+initialisations and batch orders while failing a model that did not learn.
+"""
+from functools import lru_cache
+
+import numpy as np
+
+from autograder.case import Accuracy, Case, Close, Raises, reference_outputs, sibling
+
+ref = sibling(__file__, "reference")
+FORBIDDEN_IMPORTS: list[str] = []
+
+F64 = dict(rtol=1e-6, atol=1e-9)
+F32 = dict(rtol=1e-4, atol=1e-6)
+DIGITS_THRESHOLD = 0.90
+
+
+def case(fn, inputs, judge, visible=False, driver="call"):
+    return Case(driver=driver, inputs=inputs, judge=judge, visible=visible,
+                expected=lambda inp: reference_outputs(driver, fn, getattr(ref, fn), inp))
+
+
+def variants(fn, wrong, driver="call"):
+    return lambda inp: {msg: reference_outputs(driver, fn, impl, inp)["result"] for msg, impl in wrong.items()}
+
+
+def logits(shape, dtype=np.float64, scale=3.0, fixed=None):
+    """Inputs ``{"fn", "args": [logits]}``; ``fixed`` gives the array instead of a random one."""
+    def draw(rng):
+        x = np.array(fixed, dtype=dtype) if fixed is not None else (rng.normal(size=shape) * scale).astype(dtype)
+        return x
+    return draw
+
+
+def with_labels(fn, draw_logits):
+    def inputs(rng):
+        x = draw_logits(rng)
+        return {"fn": fn, "args": [x, rng.integers(0, x.shape[-1], x.shape[0])]}
+    return inputs
+
+
+def only_logits(fn, draw_logits):
+    return lambda rng: {"fn": fn, "args": [draw_logits(rng)]}
+
+
+EXTREME = [[1e4, -1e4, 0.0, 5.0], [-1e4, -1e4 + 1.0, -1e4 + 2.0, -1e4], [3.0, 1e4, 1e4 - 0.5, -2.0]]
+VISIBLE = [[1.0, 2.0, 3.0], [0.5, 0.5, -1.0]]
+
+
+# ----------------------------------------------------------------------------- wrong variants
+def softmax_axis0(x):
+    e = np.exp(x - x.max(axis=0, keepdims=True))
+    return e / e.sum(axis=0, keepdims=True)
+
+
+def softmax_naive(x):
+    e = np.exp(x)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax_global_max(x):
+    e = np.exp(x - x.max())
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def log_softmax_naive(x):
+    return np.log(ref.softmax(x))
+
+
+def log_softmax_unstable(x):
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def cross_entropy_sum(x, y):
+    return float(-ref.log_softmax(x)[np.arange(len(y)), y].sum())
+
+
+def cross_entropy_all_mean(x, y):
+    return float(-ref.log_softmax(x)[np.arange(len(y)), y].sum() / x.size)
+
+
+def grad_sum(x, y):
+    return ref.cross_entropy_grad(x, y) * len(y)
+
+
+def grad_sign(x, y):
+    return -ref.cross_entropy_grad(x, y)
+
+
+def grad_axis0(x, y):
+    g = softmax_axis0(x)
+    g[np.arange(len(y)), y] -= 1
+    return g / len(y)
+
+
+softmax_mistakes = variants("softmax", {
+    "softmax over the wrong axis (normalise over the last axis, the classes)": softmax_axis0,
+    "no max-subtraction: exp overflows for large logits (subtract each row's max first)": softmax_naive,
+    "one global max subtracted instead of each row's own max (rows far below it underflow to 0/0)":
+        softmax_global_max,
+})
+log_softmax_mistakes = variants("log_softmax", {
+    "log(softmax(x)) underflows to log(0) = −inf: compute z − log Σ exp z with z = x − max(x)":
+        log_softmax_naive,
+    "no max-subtraction: exp overflows for large logits": log_softmax_unstable,
+    "over the wrong axis (the classes are the last axis)": lambda x: x - np.log(np.exp(x).sum(axis=0)),
+})
+ce_mistakes = variants("cross_entropy", {
+    "sum over the batch instead of the mean": cross_entropy_sum,
+    "mean over all N·C entries instead of over the N examples": cross_entropy_all_mean,
+    "no max-subtraction: exp overflows for large logits": lambda x, y: float(-log_softmax_unstable(x)[
+        np.arange(len(y)), y].mean()),
+})
+grad_mistakes = variants("cross_entropy_grad", {
+    "not divided by the batch size N (the loss is the mean over the batch)": grad_sum,
+    "the sign is flipped: the gradient is softmax(z) − onehot(y), over N": grad_sign,
+    "softmax over the wrong axis (normalise over the classes, the last axis)": grad_axis0,
+})
+
+CASES = {
+    # one_hot
+    "one_hot.visible": case("one_hot", lambda rng: {"fn": "one_hot", "args": [np.array([0, 2, 1, 2]), 3]},
+                            Close(**F64), visible=True),
+    "one_hot.random": case("one_hot", lambda rng: {"fn": "one_hot", "args": [
+        rng.integers(0, 17, int(rng.integers(20, 60))), 17]}, Close(**F64, immutable=True)),
+    "one_hot.empty": case("one_hot", lambda rng: {"fn": "one_hot", "args": [np.zeros(0, dtype=np.int64), 4]},
+                          Close(**F64)),
+    "one_hot.errors": case("one_hot", lambda rng: {"fn": "one_hot", "calls": [
+        [[np.array([0, 3, 1]), 3], {}], [[np.array([0, -1]), 3], {}], [[np.array([5]), 2], {}]]}, Raises(),
+        driver="call_each"),
+    # softmax
+    "softmax.visible": case("softmax", only_logits("softmax", logits(None, fixed=VISIBLE)),
+                            Close(**F64, mistakes=softmax_mistakes), visible=True),
+    "softmax.float32_3d": case("softmax", only_logits("softmax", logits((4, 5, 6), np.float32)),
+                               Close(**F32, mistakes=softmax_mistakes)),
+    "softmax.extreme": case("softmax", only_logits("softmax", logits(None, fixed=EXTREME)),
+                            Close(**F64, mistakes=softmax_mistakes)),
+    "softmax.unchanged_args": case("softmax", only_logits("softmax", logits((7, 3))),
+                                   Close(**F64, immutable=True, mistakes=softmax_mistakes)),
+    # log_softmax
+    "log_softmax.visible": case("log_softmax", only_logits("log_softmax", logits(None, fixed=VISIBLE)),
+                                Close(**F64, mistakes=log_softmax_mistakes), visible=True),
+    "log_softmax.float32_3d": case("log_softmax", only_logits("log_softmax", logits((3, 4, 8), np.float32)),
+                                   Close(**F32, mistakes=log_softmax_mistakes)),
+    "log_softmax.extreme": case("log_softmax", only_logits("log_softmax", logits(None, fixed=EXTREME)),
+                                Close(**F64, mistakes=log_softmax_mistakes)),
+    # cross_entropy (the reference equals torch.nn.functional.cross_entropy; a test checks it)
+    "cross_entropy.visible": case("cross_entropy", lambda rng: {"fn": "cross_entropy", "args": [
+        np.array(VISIBLE), np.array([2, 0])]}, Close(**F64, mistakes=ce_mistakes), visible=True),
+    "cross_entropy.random": case("cross_entropy", with_labels("cross_entropy", logits((50, 10))),
+                                 Close(**F64, immutable=True, mistakes=ce_mistakes)),
+    "cross_entropy.float32": case("cross_entropy", with_labels("cross_entropy", logits((30, 7), np.float32)),
+                                  Close(**F32, mistakes=ce_mistakes)),
+    "cross_entropy.extreme": case("cross_entropy", lambda rng: {"fn": "cross_entropy", "args": [
+        np.array(EXTREME), np.array([1, 3, 0])]}, Close(**F64, mistakes=ce_mistakes)),
+    # cross_entropy_grad
+    "cross_entropy_grad.visible": case("cross_entropy_grad", lambda rng: {"fn": "cross_entropy_grad", "args": [
+        np.array(VISIBLE), np.array([2, 0])]}, Close(**F64, mistakes=grad_mistakes), visible=True),
+    "cross_entropy_grad.random": case("cross_entropy_grad", with_labels("cross_entropy_grad", logits((40, 6))),
+                                      Close(**F64, immutable=True, mistakes=grad_mistakes)),
+    "cross_entropy_grad.float32": case("cross_entropy_grad",
+                                       with_labels("cross_entropy_grad", logits((25, 9), np.float32)),
+                                       Close(**F32, mistakes=grad_mistakes)),
+    "cross_entropy_grad.extreme": case("cross_entropy_grad", lambda rng: {"fn": "cross_entropy_grad", "args": [
+        np.array(EXTREME), np.array([1, 3, 0])]}, Close(**F64, mistakes=grad_mistakes)),
+}
+
+
+# ----------------------------------------------------------------------------- softmax regression
+def blobs(rng, n=150, classes=3):
+    """Three well-separated Gaussian blobs in 2-D (visible case: any working fit scores ~100 %)."""
+    centers = np.array([[0.0, 4.0], [4.0, -2.0], [-4.0, -2.0]])
+    y = np.arange(n) % classes
+    return (centers[y] + rng.normal(size=(n, 2))).astype(np.float64), y
+
+
+@lru_cache(maxsize=1)
+def digits_arrays():
+    from optlab.data import digits
+
+    split = digits()
+    return tuple(t.numpy() for t in split)
+
+
+def fit_inputs_blobs(rng):
+    X, y = blobs(np.random.default_rng(0))
+    return {"fn": "fit_softmax_regression", "args": [X, y, 3],
+            "kwargs": {"lr": 0.1, "epochs": 20, "batch_size": 16, "seed": 0}}
+
+
+def fit_inputs_digits(rng):
+    X, y, _, _ = digits_arrays()
+    return {"fn": "fit_softmax_regression", "args": [X, y, 10],
+            "kwargs": {"lr": 0.5, "epochs": 20, "batch_size": 32, "seed": int(rng.integers(0, 2**31))}}
+
+
+def blobs_test(inputs):
+    return blobs(np.random.default_rng(1))
+
+
+def digits_test(inputs):
+    return digits_arrays()[2:]
+
+
+CASES |= {
+    "fit_softmax_regression.visible": Case(
+        "call", fit_inputs_blobs, lambda inp: None,
+        Accuracy(threshold=0.95, model="linear", test_data=blobs_test), visible=True),
+    "fit_softmax_regression.digits": Case(
+        "call", fit_inputs_digits, lambda inp: None,
+        Accuracy(threshold=DIGITS_THRESHOLD, model="linear", test_data=digits_test), timeout=20.0),
+}
