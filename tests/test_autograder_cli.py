@@ -1,0 +1,187 @@
+"""The grader's interface: inputs, exit codes, refusal without a sandbox, resume after a kill, fairness."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "grading"))
+from submissions import FIXTURE_COURSE, WRONG_TINY, submission  # noqa: E402
+
+from autograder.__main__ import main  # noqa: E402
+from autograder.grade import load_assignment, prepare  # noqa: E402
+from autograder.inputs import discover  # noqa: E402
+from autograder.sandbox import Worker  # noqa: E402
+
+SOURCE = FIXTURE_COURSE / "solutions" / "tiny" / "tiny.ipynb"
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root")
+REFERENCE = submission(SOURCE, reference=True)
+WRONG = submission(SOURCE, solutions=WRONG_TINY)
+
+
+@pytest.fixture
+def course(tmp_path):
+    shutil.copytree(FIXTURE_COURSE, tmp_path / "course")
+    return tmp_path / "course"
+
+
+def rows(out: Path) -> dict[str, dict]:
+    return {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
+
+
+# --------------------------------------------------------------------------- inputs
+def test_discovers_every_accepted_layout(tmp_path):
+    (tmp_path / "nbgrader" / "ann" / "tiny").mkdir(parents=True)
+    (tmp_path / "nbgrader" / "ann" / "tiny" / "tiny.ipynb").write_bytes(b"ann")
+    (tmp_path / "nbgrader" / "bob" / "tiny").mkdir(parents=True)
+    (tmp_path / "nbgrader" / "bob" / "tiny" / "tiny.ipynb").write_bytes(b"bob")
+    (tmp_path / "flat" / "cy").mkdir(parents=True)
+    (tmp_path / "flat" / "cy" / "my work.ipynb").write_bytes(b"cy")
+    (tmp_path / "flat" / "dee").mkdir()  # a student folder without a notebook still gets a row
+    (tmp_path / "eve.ipynb").write_bytes(b"eve")
+    with zipfile.ZipFile(tmp_path / "lms.zip", "w") as z:
+        z.writestr("fay_12345_67890_tiny.ipynb", b"fay")  # Canvas
+        z.writestr("Gus Ho_555_assignsubmission_file_/tiny.ipynb", b"gus")  # Moodle
+        z.writestr("__MACOSX/._junk.ipynb", b"junk")
+    subs = discover([tmp_path / "nbgrader", tmp_path / "flat", tmp_path / "eve.ipynb", tmp_path / "lms.zip"], "tiny")
+    got = {s.student_id: (s.data, s.problem) for s in subs}
+    assert got == {"ann": (b"ann", None), "bob": (b"bob", None), "cy": (b"cy", None),
+                   "dee": (b"", got["dee"][1]), "eve": (b"eve", None), "fay": (b"fay", None),
+                   "Gus_Ho": (b"gus", None)}
+    assert "no notebook" in got["dee"][1]
+
+
+def test_repeated_student_ids_are_kept_apart(tmp_path):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "sam.ipynb").write_bytes(b"1")
+    (tmp_path / "b" / "sam.ipynb").write_bytes(b"2")
+    subs = discover([tmp_path / "a" / "sam.ipynb", tmp_path / "b" / "sam.ipynb"], "tiny")
+    assert [(s.student_id, s.data) for s in subs] == [("sam", b"1"), ("sam-2", b"2")]
+
+
+def test_unknown_assignment_and_bad_path_exit_2(course, tmp_path, capsys):
+    assert main(["grade", "nope", str(tmp_path), "--root", str(course)]) == 2
+    assert "unknown assignment 'nope'" in capsys.readouterr().err
+    assert main(["grade", "tiny", str(tmp_path / "missing.txt"), "--root", str(course)]) == 2
+
+
+def test_hidden_inputs_are_drawn_per_run(course):
+    a = load_assignment("tiny", course)
+    prepare(a, seed=1)
+    first = a.prepared["scale-hidden-2d"][0]["args"][0]
+    prepare(a)  # a fresh seed
+    second = a.prepared["scale-hidden-2d"][0]["args"][0]
+    assert first.shape == second.shape and not np.allclose(first, second)
+    assert a.prepared["scale-visible"][0]["args"][0].tolist() == [0, 1, 2, 3]  # visible data stays fixed
+
+
+# --------------------------------------------------------------------------- sandbox refusal
+BROKEN = [sys.executable, str(Path(__file__).parent / "fixtures" / "grading" / "broken_worker.py")]
+
+
+def test_refuses_without_a_sandbox_layer(course, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(Worker, "command", BROKEN)
+    (tmp_path / "ann.ipynb").write_bytes(REFERENCE)
+    code = main(["grade", "tiny", str(tmp_path / "ann.ipynb"), "--out", str(tmp_path / "out"),
+                 "--root", str(course)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Refusing to grade" in err and "network and mount namespaces could not be created" in err
+    assert not (tmp_path / "out" / "ann" / "results.json").exists()
+
+
+def test_allow_unsandboxed_grades_and_says_so_in_every_feedback(course, tmp_path, monkeypatch):
+    monkeypatch.setattr(Worker, "command", BROKEN)
+    (tmp_path / "ann.ipynb").write_bytes(REFERENCE)
+    (tmp_path / "bob.ipynb").write_bytes(WRONG)
+    code = main(["grade", "tiny", str(tmp_path / "ann.ipynb"), str(tmp_path / "bob.ipynb"),
+                 "--out", str(tmp_path / "out"), "--root", str(course), "--allow-unsandboxed", "--workers", "1"])
+    assert code == 0
+    assert {k: v["score"] for k, v in rows(tmp_path / "out").items()} == {"ann": "3", "bob": "0"}
+    for sid in ("ann", "bob"):
+        assert "WITHOUT the sandbox" in (tmp_path / "out" / sid / "feedback.html").read_text()
+        assert json.loads((tmp_path / "out" / sid / "results.json").read_text())["sandbox"]["enabled"] is False
+
+
+# --------------------------------------------------------------------------- fairness on the fixture
+FAIR = {
+    "loops": {"scale": "def scale(x, k):\n    x = np.asarray(x)\n    out = np.empty_like(x)\n"
+                       "    for i in np.ndindex(x.shape):\n        out[i] = x[i] * k\n    return out\n",
+              "total": "def total(x):\n    s = 0.0\n    for v in np.ravel(x):\n        s += v\n    return s\n"},
+    "float32_math": {"scale": "def scale(x, k):\n    x = np.asarray(x)\n    return (x.astype(np.float32) * np.float32(k))"
+                              ".astype(x.dtype)\n",
+                     "total": "def total(x):\n    return np.sum(x)\n"},  # a numpy scalar, not a float
+}
+
+
+@root_only
+def test_correct_variants_get_full_marks_and_resume_after_a_kill(course, tmp_path):
+    """Loops, float32 arithmetic, numpy scalars: full marks. Killing the grader loses nothing."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name, sols in FAIR.items():
+        (inbox / f"{name}.ipynb").write_bytes(submission(SOURCE, solutions=sols))
+    for i in range(4):
+        (inbox / f"ref{i}.ipynb").write_bytes(REFERENCE)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "autograder", "grade", "tiny", str(inbox), "--out", str(out),
+           "--root", str(course), "--workers", "1"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    journal = out / ".journal"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 2):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(journal.read_text().splitlines())
+    assert 2 <= done_before < 6, "the kill came too late to test resuming"
+
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"({6 - done_before} graded now, {done_before} already done)" in again.stdout
+    entries = [json.loads(l)["student_id"] for l in journal.read_text().splitlines()]
+    assert sorted(entries) == sorted(r for r in rows(out))  # each graded exactly once
+    assert {k: (v["score"], v["status"]) for k, v in rows(out).items()} == \
+        {k: ("3", "ok") for k in [*FAIR, "ref0", "ref1", "ref2", "ref3"]}
+
+    forced = subprocess.run(cmd + ["--force"], capture_output=True, text=True, timeout=300)
+    assert "(6 graded now, 0 already done)" in forced.stdout
+    assert len(journal.read_text().splitlines()) == 12
+
+
+@root_only
+def test_a_changed_submission_is_regraded(course, tmp_path):
+    nb = tmp_path / "ann.ipynb"
+    nb.write_bytes(WRONG)
+    args = ["grade", "tiny", str(nb), "--out", str(tmp_path / "out"), "--root", str(course), "--workers", "1"]
+    assert main(args) == 0 and rows(tmp_path / "out")["ann"]["score"] == "0"
+    nb.write_bytes(REFERENCE)
+    assert main(args) == 0 and rows(tmp_path / "out")["ann"]["score"] == "3"
+    kept = tmp_path / "out" / "ann" / "submitted" / "ann.ipynb"
+    assert kept.read_bytes() == REFERENCE
+
+
+def test_progress_bar_only_on_a_terminal():
+    from autograder.__main__ import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, plain = Tty(), io.StringIO()
+    for stream in (tty, plain):
+        bar = Progress(2, stream)
+        bar({"student_id": "ann"}), bar({"student_id": "bob"}), bar.close()
+    assert "2/2" in tty.getvalue() and "#" * 30 in tty.getvalue()
+    assert plain.getvalue() == ""
