@@ -8,7 +8,7 @@ PORT   ?= 8000
 TORCH_INDEX ?=
 JB_FLAGS := -W -n --keep-going
 
-.PHONY: book test assignments solutions serve clean venv
+.PHONY: book test assignments solutions grade serve clean venv
 
 venv: $(STAMP)
 
@@ -27,7 +27,31 @@ book: $(STAMP)
 	@echo "The site is in _build/html (open _build/html/index.html, or run 'make serve' for http://localhost:$(PORT))."
 
 test: $(STAMP)
+	@dpkg -s chromium chromium-driver fonts-noto-cjk >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium, chromium-driver and CJK fonts for the browser tests"; \
+	  $$([ "$$(id -u)" = 0 ] || echo sudo) sh -c 'apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-noto-cjk'; }
 	$(BIN)/python -m pytest
+
+ASSIGNMENT_IDS := optimizers classification backprop
+
+# Student notebooks (and their visible test data) from the source notebooks in solutions/;
+# nbgrader runs `alembic` from PATH, hence the venv on PATH.
+assignments: $(STAMP)
+	for a in $(ASSIGNMENT_IDS); do \
+	  PATH="$(abspath $(BIN)):$$PATH" $(BIN)/nbgrader generate_assignment $$a --force --log-level=WARN && \
+	  $(BIN)/python -m autograder.case $$a || exit 1; \
+	done
+
+# Grade submissions with the hardened autograder (the sandbox needs root: `sudo make grade ...`).
+# Usage: make grade ASSIGNMENT=optimizers [SUBMISSIONS=submitted/] [WORKERS=N]
+ASSIGNMENT  ?=
+SUBMISSIONS ?= submitted/
+WORKERS     ?=
+
+grade: $(STAMP)
+	@test -n "$(ASSIGNMENT)" || { echo "usage: make grade ASSIGNMENT=optimizers [SUBMISSIONS=submitted/] [WORKERS=N]"; exit 2; }
+	$(BIN)/python -m autograder grade $(ASSIGNMENT) $(SUBMISSIONS) $(if $(WORKERS),--workers $(WORKERS))
 
 serve:
 	@test -f _build/html/index.html || { echo "No site yet: run 'make book' first."; exit 1; }

@@ -1,0 +1,232 @@
+"""Sphinx extension for the course site: offline MathJax and runnable notebook downloads.
+
+* MathJax is served from the site itself (``_static/mathjax``), copied at build time from the
+  ``sphinx-mathjax-offline`` package (MathJax 3.2.2). ``course_mathjax: cdn`` switches back to
+  Sphinx's CDN default.
+* Every notebook page gets ``_sources/<page>.ipynb``, converted from its MyST source with
+  jupytext, whose first cell installs what the notebook imports (the course package from the
+  repository URL in ``_config.yml``) when the import fails.
+* The Colab / Binder / JupyterHub launch buttons open that notebook from the branch the site is
+  published to (``course_notebooks_branch``, default ``gh-pages``).
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import shutil
+import tomllib
+from pathlib import Path
+from urllib.parse import urlencode, urlparse
+
+import jupytext
+import nbformat
+from sphinx.application import Sphinx
+from sphinx.errors import ExtensionError
+
+MATHJAX_DIST = "sphinx-mathjax-offline"          # PyPI package that vendors MathJax 3.2.2
+MATHJAX_ENTRY = "tex-chtml.js"                   # TeX input, CommonHTML output
+# What tex-chtml.js loads: itself, TeX extensions (autoload), its fonts, and the menu's
+# accessibility components (loaded only when a reader turns them on).
+MATHJAX_PARTS = (MATHJAX_ENTRY, "input/tex/extensions", "output/chtml/fonts/woff-v2",
+                 "a11y", "ui", "sre")
+SETUP_TAG = "course-setup"
+PIN = re.compile(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s;#]+)", re.M)   # name==version lines
+
+
+# ---------------------------------------------------------------------------- MathJax
+def mathjax_source_dir() -> Path:
+    try:
+        dist = importlib.metadata.distribution(MATHJAX_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        raise ExtensionError(
+            f"course_mathjax is 'local' but {MATHJAX_DIST} is not installed: "
+            f"pip install {MATHJAX_DIST} (it is in requirements.txt), "
+            "or set course_mathjax: cdn in _config.yml") from None
+    return Path(dist.locate_file(f"{MATHJAX_DIST}/static/mathjax"))
+
+
+def use_local_mathjax(app: Sphinx, config) -> None:
+    mode = config.course_mathjax
+    if mode not in ("local", "cdn"):
+        raise ExtensionError(f"course_mathjax must be 'local' or 'cdn', not {mode!r}")
+    if mode == "local":
+        mathjax_source_dir()                              # fail early when it is missing
+        config.mathjax_path = f"mathjax/{MATHJAX_ENTRY}"  # relative: resolved under _static/
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """Copy src into dst, skipping files already there with the same size."""
+    if src.is_file():
+        pairs = [(src, dst)]
+    else:
+        pairs = [(f, dst / f.relative_to(src)) for f in src.rglob("*") if f.is_file()]
+    for source, target in pairs:
+        if target.exists() and target.stat().st_size == source.stat().st_size:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+
+
+def finish_site(app: Sphinx, exception) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    out = Path(app.outdir)
+    if app.config.course_mathjax == "local":
+        src = mathjax_source_dir()
+        for part in MATHJAX_PARTS:
+            copy_tree(src / part, out / "_static" / "mathjax" / part)
+    write_notebooks(app)
+    (out / ".nojekyll").touch()             # GitHub Pages must serve _static/, _sources/
+    repo = repository(app)
+    if repo and repo.provider == "github":  # Binder builds its image from this file
+        binder = out / "binder" / "requirements.txt"
+        binder.parent.mkdir(exist_ok=True)
+        index = app.config.course_binder_index_url
+        binder.write_text(
+            "# Environment for the Binder launch button (the site's branch has no other).\n"
+            + (f"--extra-index-url {index}\n" if index else "")
+            + "\n".join(install_specs(app).values()) + "\n")
+
+
+# ---------------------------------------------------------------------------- repository
+class Repo:
+    def __init__(self, url: str, branch: str):
+        self.url = url.rstrip("/").removesuffix(".git")
+        parsed = urlparse(self.url)
+        parts = parsed.path.strip("/").split("/")
+        self.provider = (parsed.hostname or "").removesuffix(".com")
+        self.org, self.name = (parts + ["", ""])[:2]
+        self.branch = branch
+
+
+def repository(app: Sphinx) -> Repo | None:
+    opts = app.config.html_theme_options
+    url = opts.get("repository_url", "")
+    return Repo(url, opts.get("repository_branch", "") or "main") if url else None
+
+
+def install_specs(app: Sphinx) -> dict[str, str]:
+    """Module to import -> pip requirement that provides it, for a notebook run elsewhere."""
+    root = Path(app.confdir)
+    repo = repository(app)
+    if repo is None:
+        raise ExtensionError("set repository.url in _config.yml: notebooks install from it")
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]["name"]
+    specs = {"optlab": f"{project} @ git+{repo.url}@{repo.branch}"}
+    requirements = root / "requirements.txt"
+    pins = {name.lower().replace("_", "-"): version for name, version in PIN.findall(
+        requirements.read_text() if requirements.exists() else "")}
+    for module, dist in app.config.course_notebook_modules.items():
+        specs[module] = f"{dist}=={pins[dist]}" if dist in pins else dist
+    return specs
+
+
+# ---------------------------------------------------------------------------- notebooks
+def setup_cell_source(specs: dict[str, str]) -> str:
+    lines = "".join(f"    {module!r}: {spec!r},\n" for module, spec in specs.items())
+    return (
+        "# Setup: installs what this notebook imports when it is missing (Colab, Binder, a fresh\n"
+        "# environment). In the course's own environment (`make book`) it installs nothing.\n"
+        "import importlib, subprocess, sys\n"
+        "\n"
+        "def install_missing(requirements):\n"
+        "    missing = []\n"
+        "    for module, requirement in requirements.items():\n"
+        "        try:\n"
+        "            importlib.import_module(module)\n"
+        "        except ImportError:\n"
+        "            missing.append(requirement)\n"
+        "    if missing:\n"
+        "        subprocess.check_call([sys.executable, '-m', 'pip', 'install', '--quiet', *missing])\n"
+        "        importlib.invalidate_caches()\n"
+        "\n"
+        "install_missing({\n" + lines + "})\n"
+    )
+
+
+def page_notebook(app: Sphinx, pagename: str) -> nbformat.NotebookNode:
+    """The page's MyST source as a notebook, with the setup cell first and no outputs."""
+    source = Path(app.env.doc2path(pagename))
+    nb = jupytext.read(source)
+    text = source.read_text(encoding="utf-8")
+    specs = {module: spec for module, spec in install_specs(app).items()
+             if module == "optlab" or re.search(rf"\b{re.escape(module)}\b", text)}
+    cell = nbformat.v4.new_code_cell(setup_cell_source(specs), metadata={"tags": [SETUP_TAG]})
+    nb.cells.insert(0, cell)
+    for i, each in enumerate(nb.cells):        # stable ids: an unchanged page, an unchanged file
+        each["id"] = f"cell-{i}"
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    nb.metadata.pop("jupytext", None)
+    return nb
+
+
+def write_notebooks(app: Sphinx) -> None:
+    """_sources/<page>.ipynb for every notebook page, every build (the theme puts the executed
+    notebook there, and only for pages it rewrites)."""
+    for docname in sorted(app.env.found_docs):
+        if "kernelspec" in app.env.metadata.get(docname, {}):
+            target = Path(app.outdir) / "_sources" / f"{docname}.ipynb"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            jupytext.write(page_notebook(app, docname), target, fmt="ipynb")
+
+
+def add_launch_links(app: Sphinx, pagename, templatename, context, doctree):
+    """Runs after sphinx-book-theme's launch/download buttons (priority 501)."""
+    if not context.get("ipynb_source") or app.builder.format != "html":
+        return
+    nb_rel = f"_sources/{context['ipynb_source']}"    # written by write_notebooks()
+    repo = repository(app)
+    launch = app.config.html_theme_options.get("launch_buttons", {})
+    if not repo or repo.provider != "github":
+        return
+    branch = app.config.course_notebooks_branch
+    ui = {"classic": "tree", "jupyterlab": "lab/tree"}[launch.get("notebook_interface", "classic")]
+    urls = {}
+    if launch.get("colab_url"):
+        urls["Colab"] = (f"{launch['colab_url'].rstrip('/')}/github/{repo.org}/{repo.name}"
+                         f"/blob/{branch}/{nb_rel}")
+    if launch.get("binderhub_url"):
+        urls["Binder"] = (f"{launch['binderhub_url'].rstrip('/')}/v2/gh/{repo.org}/{repo.name}"
+                          f"/{branch}?urlpath={ui}/{nb_rel}")
+    if launch.get("jupyterhub_url"):
+        query = urlencode({"repo": repo.url, "branch": branch,
+                           "urlpath": f"{ui}/{repo.name}/{nb_rel}"}, safe="/")
+        urls["JupyterHub"] = f"{launch['jupyterhub_url'].rstrip('/')}/hub/user-redirect/git-pull?{query}"
+    for group in context.get("header_buttons", []):
+        if group.get("label") == "launch-buttons":
+            for button in group["buttons"]:
+                button["url"] = urls.get(button.get("text"), button.get("url"))
+
+
+# ---------------------------------------------------------------------------- page fixes
+def theme_defaults(app: Sphinx, config) -> None:
+    # pydata-sphinx-theme logs a console error on a first visit when no colour mode is set.
+    config.html_context.setdefault("default_mode", "auto")
+
+
+def dedupe_scripts(app: Sphinx, pagename, templatename, context, doctree):
+    """Drop repeated <script> entries: sphinx-thebe registers its inline config twice under
+    Sphinx 7 (a `const` declared twice is a console error on every page)."""
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        key = (getattr(script, "filename", str(script)) or "",   # None and "" both mean inline
+               tuple(sorted((k, str(v)) for k, v in getattr(script, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = unique
+
+
+def setup(app: Sphinx):
+    app.add_config_value("course_mathjax", "local", "html", [str])
+    app.add_config_value("course_notebooks_branch", "gh-pages", "html", [str])
+    # Modules a chapter may import besides optlab, and the distribution that provides each.
+    app.add_config_value("course_notebook_modules", {"myst_nb": "myst-nb"}, "html", [dict])
+    # Extra package index for Binder's image, e.g. PyTorch's CPU-only wheels (much smaller).
+    app.add_config_value("course_binder_index_url", "", "html", [str])
+    app.connect("config-inited", use_local_mathjax)
+    app.connect("config-inited", theme_defaults)
+    app.connect("html-page-context", dedupe_scripts, priority=900)   # after all that add scripts
+    app.connect("html-page-context", add_launch_links, priority=502)
+    app.connect("build-finished", finish_site)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,197 @@
+"""The built site in a real browser (headless Chromium) with the network cut.
+
+Each page is loaded once from a localhost server; the tests below read what that visit recorded:
+console errors, every request the page made, the math MathJax typeset, the figures, and the
+bytes transferred. A full-page screenshot of each visit goes to _build/screenshots/, with what
+each visit recorded in pages.json beside them.
+"""
+import base64
+import json
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from conftest import SITE, toc_pages
+
+MAX_PAGE_BYTES = 5 * 1024 * 1024
+LOCAL_SCHEMES = {"data", "blob", "about", "chrome", "devtools"}
+
+# Runs in the page once it has loaded: wait for MathJax (when the page uses it), web fonts and
+# images, then report what the tests check.
+PAGE_STATE_JS = """
+const done = arguments[arguments.length - 1];
+(async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+  }
+  const article = document.querySelector('article.bd-article') || document.body;
+  const imgs = [...article.querySelectorAll('img')];
+  imgs.forEach(img => { img.loading = 'eager'; });
+  await Promise.all(imgs.map(img => img.complete ? null :
+      new Promise(ok => { img.onload = ok; img.onerror = ok; })));
+  await document.fonts.ready;
+  const prose = article.cloneNode(true);
+  prose.querySelectorAll('pre, code, script, mjx-container').forEach(n => n.remove());
+  const maths = [...article.querySelectorAll('.math')];
+  done({
+    mathjax: !!(window.MathJax && MathJax.startup),
+    math: maths.length,
+    mathTypeset: maths.filter(m => m.querySelector('mjx-container')).length,
+    mathErrors: article.querySelectorAll('mjx-merror').length,
+    rawMath: ['$$', '\\\\[', '\\\\(', '\\\\begin{'].filter(s => prose.textContent.includes(s)),
+    images: imgs.map(img => ({src: img.getAttribute('src'), alt: img.getAttribute('alt'),
+                              width: img.naturalWidth, height: img.naturalHeight})),
+  });
+})().catch(e => done({error: String(e)}));
+"""
+
+
+def _screenshot(driver, path):
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def _network(perf_log, site_url):
+    """Requests, failures and transferred bytes from Chromium's performance log."""
+    requests, failed, transferred = {}, [], 0
+    for entry in perf_log:
+        message = json.loads(entry["message"])["message"]
+        method, params = message["method"], message.get("params", {})
+        if method == "Network.requestWillBeSent":
+            requests[params["requestId"]] = params["request"]["url"]
+        elif method == "Network.loadingFailed" and not params.get("canceled"):
+            failed.append(f"{requests.get(params['requestId'], '?')}: {params['errorText']}")
+        elif method == "Network.responseReceived" and params["response"]["status"] >= 400:
+            failed.append(f"{params['response']['url']}: HTTP {params['response']['status']}")
+        elif method == "Network.loadingFinished":
+            transferred += params.get("encodedDataLength", 0)
+    outside = sorted({url for url in requests.values()
+                      if not url.startswith(site_url)
+                      and urlsplit(url).scheme not in LOCAL_SCHEMES})
+    return outside, failed, transferred
+
+
+@pytest.fixture(scope="session")
+def visit(browser, site_url, screenshot_dir):
+    """visit(docname) -> what loading that page recorded (cached: each page is loaded once)."""
+    seen = {}
+
+    def load(docname):
+        if docname not in seen:
+            browser.get_log("browser"), browser.get_log("performance")   # drop older entries
+            browser.get(urljoin(site_url, f"{docname}.html"))
+            WebDriverWait(browser, 30).until(
+                lambda d: d.execute_script("return document.readyState") == "complete")
+            browser.set_script_timeout(60)
+            state = browser.execute_async_script(PAGE_STATE_JS)
+            _screenshot(browser, screenshot_dir / f"{docname.replace('/', '__')}.png")
+            outside, failed, transferred = _network(browser.get_log("performance"), site_url)
+            errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+            seen[docname] = dict(state, outside=outside, failed=failed,
+                                 transferred=transferred, console_errors=errors)
+            (screenshot_dir / "pages.json").write_text(json.dumps(seen, indent=1))
+        return seen[docname]
+    return load
+
+
+def test_page_loads_offline_without_errors(visit, site_page):
+    page = visit(site_page)
+    assert "error" not in page, page.get("error")
+    assert page["outside"] == [], f"requests that left the site: {page['outside']}"
+    assert page["failed"] == [], f"failed requests: {page['failed']}"
+    assert page["console_errors"] == [], f"console errors: {page['console_errors']}"
+    assert 0 < page["transferred"] <= MAX_PAGE_BYTES, f"{page['transferred']} bytes transferred"
+
+
+def test_math_is_typeset_by_local_mathjax(visit, toc_page):
+    page = visit(toc_page)
+    assert page["rawMath"] == [], f"untypeset TeX delimiters in the text: {page['rawMath']}"
+    if page["math"]:
+        assert page["mathjax"], "page has math but MathJax did not start"
+        assert page["mathTypeset"] == page["math"], (
+            f"{page['math'] - page['mathTypeset']} of {page['math']} math elements not typeset")
+        assert page["mathErrors"] == 0, f"{page['mathErrors']} MathJax errors (red TeX)"
+
+
+def test_figures_load_and_have_alt_text(visit, toc_page):
+    for img in visit(toc_page)["images"]:
+        assert img["width"] > 0 and img["height"] > 0, f"figure did not load: {img['src']}"
+        alt = (img["alt"] or "").strip()
+        # Sphinx writes the file name as alt when none is given; that is not alt text.
+        assert alt and alt.split("/")[-1] != img["src"].split("/")[-1], (
+            f"figure {img['src']} has no alt text (code cell metadata mystnb.image.alt, or "
+            f":alt: on the figure)")
+
+
+def test_math_page_renders_from_local_folder(browser, built_book):
+    """Opened straight from the folder (file://): MathJax still loads from the site itself."""
+    pages = [p for p in toc_pages() if 'class="math' in (SITE / f"{p}.html").read_text()]
+    if not pages:
+        pytest.skip("no page has math yet")
+    browser.get_log("performance")
+    browser.get((built_book / f"{pages[0]}.html").as_uri())
+    browser.set_script_timeout(60)
+    state = browser.execute_async_script(PAGE_STATE_JS)
+    outside, failed, _ = _network(browser.get_log("performance"), built_book.as_uri())
+    assert outside == [] and failed == []
+    assert state["math"] > 0 and state["mathTypeset"] == state["math"]
+
+
+@pytest.mark.parametrize("query, chapter", [("momentum", "book/momentum"),
+                                            ("softmax", "book/classification")])
+def test_search_finds_the_chapter(browser, site_url, query, chapter):
+    browser.get(urljoin(site_url, f"search.html?q={query}"))
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(
+        By.CSS_SELECTOR, "#search-results .search-summary") and d.find_element(
+        By.CSS_SELECTOR, "#search-results .search-summary").text.strip())
+    hits = [urlsplit(a.get_attribute("href")).path.removeprefix("/").removesuffix(".html")
+            for a in browser.find_elements(By.CSS_SELECTOR, "#search-results ul.search li > a")]
+    assert chapter in hits[:3], f"search for {query!r} gave {hits}"
+
+
+def _docname(url, site_url):
+    return urlsplit(url).path.removeprefix(urlsplit(site_url).path).removesuffix(".html")
+
+
+def _arrive(browser, site_url, leaving):
+    """Wait until the browser has left page `leaving` and the new page has loaded; its name."""
+    WebDriverWait(browser, 30).until(
+        lambda d: _docname(d.current_url, site_url) not in (leaving, "", "index")
+        and d.execute_script("return document.readyState") == "complete"
+        and d.find_elements(By.CSS_SELECTOR, "article.bd-article h1"))
+    return _docname(browser.current_url, site_url)
+
+
+def _follow(browser, site_url, selector):
+    """Click the `selector` links from page to page; the page names visited, in order."""
+    walked = [_arrive(browser, site_url, None)]
+    while links := browser.find_elements(By.CSS_SELECTOR, selector):
+        links[0].click()
+        walked.append(_arrive(browser, site_url, walked[-1]))
+        assert len(walked) <= len(toc_pages()), f"{selector} links loop: {walked}"
+    return walked
+
+
+def test_next_and_previous_links_walk_the_toc_in_order(browser, site_url):
+    browser.get(site_url)                       # index.html redirects to the root page
+    forward = _follow(browser, site_url, "a.right-next")
+    assert forward == toc_pages()
+    assert _follow(browser, site_url, "a.left-prev") == forward[::-1]
+
+
+def test_sidebar_reaches_every_chapter(browser, site_url):
+    root, *chapters = toc_pages()
+    browser.get(urljoin(site_url, f"{root}.html"))
+    here = _arrive(browser, site_url, None)
+    for chapter in chapters:
+        links = [a for a in browser.find_elements(By.CSS_SELECTOR, "nav.bd-docs-nav a.reference.internal")
+                 if _docname(a.get_attribute("href"), site_url) == chapter]
+        assert links, f"no sidebar link from {here} to {chapter}"
+        links[0].click()
+        here = _arrive(browser, site_url, here)
+        assert here == chapter
