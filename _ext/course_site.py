@@ -30,6 +30,7 @@ MATHJAX_ENTRY = "tex-chtml.js"                   # TeX input, CommonHTML output
 MATHJAX_PARTS = (MATHJAX_ENTRY, "input/tex/extensions", "output/chtml/fonts/woff-v2",
                  "a11y", "ui", "sre")
 SETUP_TAG = "course-setup"
+STATIC = Path(__file__).parent / "static"
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s;#]+)", re.M)   # name==version lines
 
 
@@ -202,6 +203,14 @@ def add_launch_links(app: Sphinx, pagename, templatename, context, doctree):
 def theme_defaults(app: Sphinx, config) -> None:
     # pydata-sphinx-theme logs a console error on a first visit when no colour mode is set.
     config.html_context.setdefault("default_mode", "auto")
+    config.html_static_path.append(str(STATIC))
+
+
+def add_search_scorer(app: Sphinx, pagename, templatename, context, doctree):
+    """On the search page, rank first the pages whose title has the query (search_scorer.js).
+    (html_search_scorer would do, but Sphinx drops it from builds that write no page.)"""
+    if pagename == "search":
+        app.add_js_file("search_scorer.js")
 
 
 def dedupe_scripts(app: Sphinx, pagename, templatename, context, doctree):
@@ -226,6 +235,7 @@ def setup(app: Sphinx):
     app.add_config_value("course_binder_index_url", "", "html", [str])
     app.connect("config-inited", use_local_mathjax)
     app.connect("config-inited", theme_defaults)
+    app.connect("html-page-context", add_search_scorer)
     app.connect("html-page-context", dedupe_scripts, priority=900)   # after all that add scripts
     app.connect("html-page-context", add_launch_links, priority=502)
     app.connect("build-finished", finish_site)

@@ -7,7 +7,6 @@ markers, and for the code between those markers in the nbgrader source notebooks
 import html
 import json
 import re
-from pathlib import Path
 
 import pytest
 

@@ -9,7 +9,6 @@ import tomllib
 from urllib.parse import parse_qs, urlsplit
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 
 from conftest import ROOT, book_config, page_source
