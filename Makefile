@@ -7,6 +7,9 @@ PORT   ?= 8000
 # Set TORCH_INDEX to a PyTorch wheel index (e.g. the CPU one, see README) to take torch from there.
 TORCH_INDEX ?=
 JB_FLAGS := -W -n --keep-going
+# The chapters' models are tiny: one CPU thread per process is about as fast on an idle machine and
+# many times faster on a busy one, where PyTorch's spinning threads fight for the cores.
+export OMP_NUM_THREADS ?= 1
 
 .PHONY: book test assignments solutions grade serve clean venv
 
