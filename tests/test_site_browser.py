@@ -5,7 +5,6 @@ console errors, every request the page made, the math MathJax typeset, the figur
 bytes transferred. A full-page screenshot of each visit goes to _build/screenshots/, with what
 each visit recorded in pages.json beside them.
 """
-import base64
 import json
 from urllib.parse import urljoin, urlsplit
 
@@ -49,11 +48,17 @@ const done = arguments[arguments.length - 1];
 
 
 def _screenshot(driver, path):
-    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
-    path.write_bytes(base64.b64decode(shot["data"]))
+    """Full-page screenshot: make the viewport as tall as the page, then capture it.
+
+    (Capturing beyond the viewport with a clip shifts the theme's fixed layout sideways.)"""
+    width, height = driver.execute_script(
+        "return [window.innerWidth, document.documentElement.scrollHeight]")
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    try:
+        path.write_bytes(driver.get_screenshot_as_png())
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def _network(perf_log, site_url):
