@@ -139,24 +139,31 @@ def _under(path: str, others) -> bool:
     return any(path == o or path.startswith(o.rstrip("/") + "/") for o in others)
 
 
+def cover(path: str, keep: list[str], options: str) -> None:
+    """Mount a fresh tmpfs over the folder `path`, then bind back the paths of `keep` inside it."""
+    kept = [k for k in keep if _under(k, [path]) and k != path]
+    fds = [os.open(k, os.O_PATH) for k in kept]  # opened before the tmpfs hides them
+    try:
+        mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, options)
+        for k, fd in zip(kept, fds):
+            os.makedirs(k, exist_ok=True)
+            mount(f"/proc/self/fd/{fd}", k, None, MS_BIND | MS_REC)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def hide(paths: list[str], keep: list[str]) -> list[str]:
     """Mount an empty read-only tmpfs over each directory, /dev/null over each file; put `keep` back."""
     hidden = []
     for path in sorted({os.path.realpath(p) for p in paths}, key=len):
         if _under(path, hidden) or not os.path.exists(path):
             continue
-        kept = [k for k in keep if _under(k, [path]) and k != path]
-        fds = [os.open(k, os.O_PATH) for k in kept]
         if os.path.isdir(path):
-            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
-            for k, fd in zip(kept, fds):
-                os.makedirs(k, exist_ok=True)
-                mount(f"/proc/self/fd/{fd}", k, None, MS_BIND | MS_REC)
+            cover(path, keep, "size=64k,mode=0755")
             mount(None, path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
         else:
             mount("/dev/null", path, None, MS_BIND)
-        for fd in fds:
-            os.close(fd)
         hidden.append(path)
     return hidden
 
@@ -174,18 +181,27 @@ def closed_ancestors(paths: list[str]) -> list[str]:
     return found
 
 
-def private_tmp(data_dirs: list[str]) -> None:
-    """Fresh, size-capped tmpfs on every world-writable place; shared data copied in read-only."""
-    for path in ("/tmp", "/var/tmp", "/dev/shm"):
-        if os.path.isdir(path):
-            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=512m,mode=1777")
-    os.makedirs("/tmp/data", mode=0o755)
-    for src in data_dirs:  # e.g. optlab's generated-data cache, so a notebook need not regenerate it
+def private_tmp(data_dirs: list[str], keep: list[str]) -> None:
+    """Fresh, size-capped tmpfs on every world-writable place; shared data copied in read-only.
+
+    What must stay readable (the Python installation, optlab) is bound back even when it lies
+    under one of these places, e.g. a course checked out in /tmp."""
+    data = {}  # e.g. optlab's generated-data cache, so a notebook need not regenerate it
+    for src in data_dirs:
         if os.path.isdir(src):
             for name in os.listdir(src):
                 if name.endswith(".npz"):
-                    shutil.copyfile(os.path.join(src, name), os.path.join("/tmp/data", name))
-                    os.chmod(os.path.join("/tmp/data", name), 0o444)
+                    with open(os.path.join(src, name), "rb") as f:
+                        data[name] = f.read()
+    for path in ("/tmp", "/var/tmp", "/dev/shm"):
+        if os.path.isdir(path):
+            cover(os.path.realpath(path), keep, "size=512m,mode=1777")
+    os.makedirs("/tmp/data", mode=0o755, exist_ok=True)
+    for name, content in data.items():
+        target = os.path.join("/tmp/data", name)
+        with open(target, "wb") as f:
+            f.write(content)
+        os.chmod(target, 0o444)
     os.environ["OPTLAB_CACHE"] = "/tmp/data"
 
 
@@ -206,7 +222,7 @@ def setup(cfg: dict) -> list[str]:
         keep = [os.path.realpath(p) for p in cfg["keep"] if os.path.exists(p)]
         try:
             hide(cfg["hide"] + closed_ancestors(keep), keep)
-            private_tmp(data_dirs)
+            private_tmp(data_dirs, keep)
             hide_processes()
         except OSError as exc:
             raise Refused(f"the filesystem could not be hidden from submissions ({exc}); "
@@ -231,12 +247,14 @@ def reap_uid(uid: int) -> None:
         os.waitpid(pid, 0)
 
 
-def clean_tmp() -> None:
+def clean_tmp(keep: list[str]) -> None:
+    """Empty the private /tmp after a submission, never entering the folders bound back into it
+    (they are the real Python installation: removing files there would delete them)."""
     for base in ("/tmp", "/var/tmp", "/dev/shm"):
         for name in os.listdir(base) if os.path.isdir(base) else ():
-            if base == "/tmp" and name == "data":
+            path = os.path.join(os.path.realpath(base), name)
+            if (base == "/tmp" and name == "data") or any(_under(k, [path]) for k in keep):
                 continue
-            path = os.path.join(base, name)
             shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) and not os.path.islink(path) \
                 else os.unlink(path)
 
@@ -270,7 +288,7 @@ def serve(control: socket.socket, cfg: dict) -> None:
             _, status = os.waitpid(msg["pid"], 0)
             if cfg["sandbox"]:
                 reap_uid(cfg["uid"])
-                clean_tmp()
+                clean_tmp([os.path.realpath(p) for p in cfg["keep"]])
             send(control, {"exit": describe_exit(status)}, encode)
 
 
