@@ -13,7 +13,7 @@ from pathlib import Path
 
 from autograder import records
 from autograder.case import REPO_ROOT
-from autograder.grade import UnknownAssignment, grade_all, hidden_paths, load_assignment
+from autograder.grade import UnknownAssignment, grade_all, load_assignment
 from autograder.inputs import InputError, discover
 from autograder.sandbox import Limits, Refused
 
@@ -88,7 +88,7 @@ def grade(args) -> int:
     clock = {"start": time.monotonic()}
     try:
         grade_all(assignment, todo, recorder, workers=max(1, args.workers), limits=limits,
-                  sandbox=True, hide=hidden_paths(assignment, args.paths, out), progress=progress,
+                  sandbox=True, progress=progress,
                   seed=args.seed, clock=clock)
     except Refused as exc:
         progress.close()
@@ -98,7 +98,7 @@ def grade(args) -> int:
             return 2
         print(f"warning: {exc}\nwarning: {records.UNSANDBOXED}", file=sys.stderr)
         grade_all(assignment, todo, recorder, workers=max(1, args.workers), limits=limits,
-                  sandbox=False, hide=[], progress=progress, clock=clock)
+                  sandbox=False, progress=progress, clock=clock)
     finally:
         progress.close()
         recorder.close()

@@ -12,11 +12,9 @@ classes below (:class:`Close`, :class:`Raises`, :class:`Batches`) can also be wr
 from __future__ import annotations
 
 import ast
-import base64
 import hashlib
 import importlib.util
 import json
-import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -24,6 +22,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from autograder.channel import decode, encode, error_marker, is_error  # noqa: F401 (re-exported)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VISIBLE_CASES_FILE = "visible_cases.json"
@@ -121,105 +121,6 @@ def test_cells(source_notebook: Path | str) -> list[TestCell]:
 
 
 test_cells.__test__ = False  # not a pytest test
-
-
-# --------------------------------------------------------------------------- the channel
-MAX_DEPTH = 32
-_RESERVED = ("__ndarray__", "__error__")
-_DTYPE = re.compile(r"[<|][biufc][0-9]{1,2}")
-
-
-def error_marker(exc: BaseException) -> dict:
-    """``{"__error__": name, "message": str}``; the name is the first built-in class of its MRO."""
-    name = next((k.__name__ for k in type(exc).__mro__ if k.__module__ == "builtins"), "Exception")
-    return {"__error__": name, "message": str(exc)[:2000]}
-
-
-def is_error(obj) -> bool:
-    return isinstance(obj, dict) and "__error__" in obj
-
-
-def _to_json(obj, depth: int):
-    if depth > MAX_DEPTH:
-        raise ValueError("nested too deeply")
-    if obj is None or type(obj) in (bool, int, float, str):
-        return obj
-    if isinstance(obj, (np.ndarray, np.number, np.bool_, int, float)):
-        arr = np.asarray(obj)  # numpy scalars and int/float subclasses become 0-d arrays
-        if arr.dtype.kind not in "biufc":
-            raise ValueError(f"cannot send arrays of dtype {arr.dtype}")
-        arr = np.array(arr, dtype=arr.dtype.newbyteorder("<"), order="C")
-        return {"__ndarray__": arr.dtype.str, "shape": list(arr.shape),
-                "data": base64.b64encode(arr.tobytes()).decode("ascii")}
-    if isinstance(obj, (list, tuple)):
-        return [_to_json(x, depth + 1) for x in obj]
-    if isinstance(obj, dict):
-        if "__error__" in obj:
-            if set(obj) != {"__error__", "message"} or not all(isinstance(v, str) for v in obj.values()):
-                raise ValueError("malformed error marker")
-            return dict(obj)
-        if not all(type(k) is str for k in obj):
-            raise ValueError("dict keys must be str")
-        if any(k in _RESERVED for k in obj):
-            raise ValueError("dict uses a reserved key")
-        return {k: _to_json(v, depth + 1) for k, v in obj.items()}
-    raise ValueError(f"cannot send {type(obj).__name__}")
-
-
-def encode(obj) -> bytes:
-    """Plain data -> JSON bytes (arrays as dtype, shape and base64 of little-endian bytes)."""
-    return json.dumps(_to_json(obj, 0), allow_nan=True, separators=(",", ":")).encode("utf-8")
-
-
-def _from_json(obj, depth: int):
-    if depth > MAX_DEPTH:
-        raise ValueError("nested too deeply")
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if isinstance(obj, list):
-        return [_from_json(x, depth + 1) for x in obj]
-    if isinstance(obj, dict):
-        if "__ndarray__" in obj:
-            if set(obj) != {"__ndarray__", "shape", "data"}:
-                raise ValueError("malformed array")
-            dtype, shape, data = obj["__ndarray__"], obj["shape"], obj["data"]
-            if not (isinstance(dtype, str) and _DTYPE.fullmatch(dtype)):
-                raise ValueError(f"array dtype not allowed: {dtype!r}")
-            if not (isinstance(shape, list) and len(shape) <= MAX_DEPTH
-                    and all(type(n) is int and n >= 0 for n in shape) and isinstance(data, str)):
-                raise ValueError("malformed array")
-            dt = np.dtype(dtype)
-            if dt.kind not in "biufc":
-                raise ValueError(f"array dtype not allowed: {dtype!r}")
-            raw = base64.b64decode(data.encode("ascii"), validate=True)
-            if len(raw) != math.prod(shape) * dt.itemsize:
-                raise ValueError("array data does not match its shape")
-            return np.frombuffer(raw, dtype=dt).reshape(tuple(shape)).astype(dt.newbyteorder("="))
-        if "__error__" in obj:
-            if set(obj) != {"__error__", "message"} or not all(isinstance(v, str) for v in obj.values()):
-                raise ValueError("malformed error marker")
-            return dict(obj)
-        return {k: _from_json(v, depth + 1) for k, v in obj.items()}
-    raise ValueError(f"unexpected JSON value {type(obj).__name__}")
-
-
-def decode(data: bytes, max_bytes: int = 64 * 2**20):
-    """JSON bytes -> plain data; never executes code; ValueError for anything not plain data.
-
-    Tuples arrive as lists.
-    """
-    if not isinstance(data, (bytes, bytearray)):
-        raise ValueError("expected bytes")
-    if len(data) > max_bytes:
-        raise ValueError(f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
-    try:
-        obj = json.loads(bytes(data).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ValueError(f"not valid JSON: {type(exc).__name__}") from None
-    try:
-        return _from_json(obj, 0)
-    except (RecursionError, TypeError, base64.binascii.Error) as exc:
-        raise ValueError(f"malformed message: {type(exc).__name__}") from None
 
 
 # --------------------------------------------------------------------------- judges

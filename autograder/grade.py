@@ -20,9 +20,9 @@ import nbformat
 import numpy as np
 
 from autograder import records
-from autograder.case import Case, TestCell, is_error, load_cases, test_cells
+from autograder.case import Case, TestCell, import_file, is_error, load_cases, test_cells
 from autograder.inputs import Submission
-from autograder.sandbox import Limits, SandboxError, Worker, memory_error
+from autograder.sandbox import Limits, SandboxError, Setup, Worker, allow_list, check_host, memory_error, packages_of
 
 
 # --------------------------------------------------------------------------- the assignment
@@ -33,8 +33,9 @@ class Assignment:
     source: Path  # solutions/<a>/<a>.ipynb
     cells: list[TestCell]
     cases: dict[str, Case]
-    forbidden: list[str]
+    forbidden: list[str]  # modules absent from the submission's filesystem
     grade_ids: set[str]  # every nbgrader cell id of the source notebook
+    packages: list[str] = field(default_factory=list)  # distributions present (with dependencies)
     seed: int = 0
     prepared: dict = field(default_factory=dict)  # case id -> (inputs, expected) for this run
 
@@ -60,7 +61,9 @@ def load_assignment(name: str, root: Path) -> Assignment:
         raise UnknownAssignment(f"{name}: test cells name cases that cases.py lacks: {missing}")
     nb = nbformat.read(source, as_version=4)
     ids = {c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells} - {None}
-    return Assignment(name, root, source, cells, cases, forbidden, ids)
+    declared = getattr(import_file(root / "solutions" / name / "cases.py"), "PACKAGES", [])
+    return Assignment(name, root, source, cells, cases, forbidden, ids,
+                      packages=sorted(set(declared) | set(packages_of(source_imports(source)))))
 
 
 def prepare(assignment: Assignment, seed: int | None = None) -> None:
@@ -114,41 +117,33 @@ def runnable_cells(nb, assignment: Assignment) -> list[tuple[int, str]]:
     return out
 
 
-def imported_names(cells: list[tuple[int, str]], strings: bool = True) -> list[tuple[int, str]]:
-    """(cell index, module name) for every import in the cells and, with `strings`, every string that
-    could name one (``__import__("torch")``, ``importlib.import_module("torch")``). Never run."""
+def source_imports(source: Path) -> list[str]:
+    """The modules the SOURCE notebook imports (trusted; never a submission's code)."""
     from IPython.core.inputtransformer2 import TransformerManager
     tm = TransformerManager()
-    found = []
-    for index, source in cells:
+    names = set()
+    for cell in nbformat.read(source, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
         try:
-            tree = ast.parse(tm.transform_cell(source))
+            tree = ast.parse(tm.transform_cell(cell.source))
         except (SyntaxError, ValueError):
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
-                found += [(index, a.name) for a in node.names]
+                names |= {a.name for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                found.append((index, node.module))
-            elif strings and isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                    and node.value.isidentifier():
-                found.append((index, node.value))
-    return found
+                names.add(node.module)
+    return sorted(names)
 
 
-def forbidden_imports(cells: list[tuple[int, str]], forbidden: list[str]) -> list[str]:
-    """Static scan of a submission: uses of forbidden modules, as messages."""
-    return sorted({f"cell {index} uses {name.split('.')[0]!r}, which this assignment forbids"
-                   for index, name in imported_names(cells) if name.split(".")[0] in forbidden})
-
-
-def prewarm_modules(assignment: Assignment) -> list[str]:
-    """What the source notebook imports (and the data loaders' scikit-learn): imported once per worker."""
-    nb = nbformat.read(assignment.source, as_version=4)
-    cells = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-    names = {name for _, name in imported_names(cells, strings=False)} | {"sklearn.datasets"}
-    names = sorted(n for n in names if importlib.util.find_spec(n.split(".")[0]) is not None)
-    return [n for n in names if n.split(".")[0] not in assignment.forbidden]
+def sandbox_setup(assignment: Assignment, sandbox: bool) -> Setup:
+    """The zygote's root (allowed packages only: a forbidden module is absent) and its imports."""
+    cgroups = check_host(sandbox)
+    modules = [n for n in [*source_imports(assignment.source), "sklearn.datasets", "matplotlib.pyplot"]
+               if n.split(".")[0] not in assignment.forbidden]  # one that is absent just fails there
+    return Setup(binds=allow_list(assignment.packages, assignment.forbidden) if sandbox else [],
+                 prewarm=modules, sandbox=sandbox, cgroups=cgroups)
 
 
 # --------------------------------------------------------------------------- grading one submission
@@ -173,9 +168,6 @@ class Grader:
         try:
             nb = parse(sub)
             cells = runnable_cells(nb, self.a)
-            bad = forbidden_imports(cells, self.a.forbidden)
-            if bad:
-                raise Rejected("forbidden-import", "; ".join(bad))
         except Rejected as exc:
             return records.finish(result, self.a, {}, exc.status, str(exc)), nb
         outcomes, status, message = self._run(cells, result)
@@ -199,7 +191,7 @@ class Grader:
                 fail_rest("timeout", "not run: the submission's time limit was used up")
                 status, message = (status, message) if status != "ok" else ("timeout", "time limit exceeded")
                 break
-            run = self.worker.spawn(cells, self.a.forbidden, deadline)
+            run = self.worker.spawn(cells, deadline)
             executed = False
             try:
                 started = time.monotonic()
@@ -209,8 +201,7 @@ class Grader:
                 result["seconds_executing"] = round(time.monotonic() - started, 3)
                 executed = True
                 result["cell_errors"] = _cell_errors(info.get("cell_errors"))
-                imported = _names(info.get("imported"))
-                while pending and not imported:
+                while pending:
                     case_id = pending[0]
                     case = self.a.cases[case_id]
                     inputs, expected = self.a.prepared[case_id]
@@ -218,12 +209,9 @@ class Grader:
                     reply = run.request(case.driver, inputs, case.timeout)
                     result["seconds_per_case"][case_id] = round(time.monotonic() - started, 3)
                     pending.pop(0)
-                    imported = _names(reply.get("imported"))
                     outcomes[case_id] = self._judge(case, inputs, reply["output"], expected)
                     if outcomes[case_id]["status"] == "memory" and status == "ok":
                         status, message = "memory", "memory limit exceeded"
-                if imported:
-                    return {}, "forbidden-import", f"imported {', '.join(imported)}, which this assignment forbids"
             except SandboxError as exc:
                 where = f"while running {pending[0]}" if executed else "while executing the notebook"
                 text = f"{exc} {where}"
@@ -254,13 +242,6 @@ class Grader:
                 "message": verdict}
 
 
-def _names(value) -> list[str]:
-    """The child's list of forbidden modules it saw imported (untrusted: anything odd counts)."""
-    if not value:
-        return []
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else ["(unreadable)"]
-
-
 def _cell_errors(value) -> list[dict]:
     """The child's report of cells that raised, kept only in the expected shape."""
     ok = lambda e: (isinstance(e, dict) and type(e.get("cell")) is int and is_error(e.get("error"))  # noqa: E731
@@ -271,7 +252,7 @@ def _cell_errors(value) -> list[dict]:
 
 # --------------------------------------------------------------------------- the whole run
 def grade_all(assignment: Assignment, subs: list[Submission], recorder: records.Recorder, *,
-              workers: int, limits: Limits, sandbox: bool, hide: list[Path], progress,
+              workers: int, limits: Limits, sandbox: bool, progress,
               seed: int | None = None, clock: dict | None = None) -> list[dict]:
     """Grade `subs` on `workers` sandbox workers; each result is recorded as soon as it is known.
 
@@ -282,10 +263,9 @@ def grade_all(assignment: Assignment, subs: list[Submission], recorder: records.
     pool = Queue()
     started = []
     try:
-        modules = prewarm_modules(assignment)
+        setup = sandbox_setup(assignment, sandbox)
         for i in range(max(1, min(workers, len(subs)))):
-            w = Worker(i, sandbox=sandbox, hide=hide, forbidden=assignment.forbidden, prewarm=modules,
-                       limits=limits, log=recorder.out / f".worker-{i}.log")
+            w = Worker(i, setup, limits, log=recorder.out / f".worker-{i}.log")
             w.launch()
             started.append(w)
         if not assignment.prepared:
@@ -323,12 +303,4 @@ def grade_all(assignment: Assignment, subs: list[Submission], recorder: records.
         return results
     finally:
         for w in started:
-            w.stop()
-
-
-def hidden_paths(assignment: Assignment, paths: list[str], out: Path) -> list[Path]:
-    """What a submission must not read: the course (solutions, gradebook), grader, inputs, results."""
-    from autograder.sandbox import PACKAGE_ROOT
-    return [assignment.root, PACKAGE_ROOT, out, records.gradebook_path(assignment.root),
-            *[Path(p).resolve() for p in paths]]
-
+            w.release()

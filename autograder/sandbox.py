@@ -1,41 +1,57 @@
-"""The trusted side of the sandbox: start a pre-warmed worker, run one submission in a child of it.
+"""The trusted side of the sandbox: what a submission may see, its cgroup, its zygote and its process.
 
-:class:`Worker` owns one ``python -m autograder.worker`` process (see that module for the layers)
-and :class:`Run` one forked child executing one submission. Everything that comes back is decoded
-with :func:`autograder.case.decode` (JSON, size-capped, never code); a child that runs too long,
-prints too much, sends too much or dies becomes a :class:`SandboxError` with a status name.
+:func:`allow_list` turns an assignment's permitted packages into the read-only paths of the
+submission's root; :class:`Cgroups` makes one cgroup per submission (v2, or v1 where that is what the
+host has) bounding its memory, processes and CPU as a whole; :class:`Worker` owns one pre-warmed
+zygote (``python -I -m autograder.zygote``, see that module for the namespaces) and :class:`Run` one
+submission's process. Everything that comes back is decoded by :mod:`autograder.channel` (size-capped
+JSON, never code); a process that runs too long, prints or sends too much, or dies becomes a
+:class:`SandboxError` with a status name.
 """
 from __future__ import annotations
 
-import json
+import fcntl
+import importlib.metadata as metadata
 import os
 import selectors
 import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder.case import decode, encode, is_error
-from autograder.worker import HEADER, recv_exact, send
+from autograder.channel import HEADER, decode, recv_frame, send_frame
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-# What a submission may read: the Python installation and the course's public plumbing (optlab).
-TRUSTED_DIRS = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-                       str(PACKAGE_ROOT / "optlab")})
-FIRST_UID = 61000  # worker i runs submissions as uid FIRST_UID + i (no such user needs to exist)
+# Packages every submission's process needs: the notebook runner (IPython) and the drivers.
+RUNNER_PACKAGES = ["ipython", "numpy", "threadpoolctl"]
+COURSE_DIST = "when-nets-wont-train"  # this project: its public packages are bound from their folders
+FIRST_UID, UID_COUNT = 61000, 1000  # as root, each worker leases a uid of this range for the run
+LEASES = Path("/run/autograder")
+STDLIB = os.path.dirname(os.__file__)  # the base interpreter's (lib-dynload lies inside it)
+SANDBOX_UID = 1000  # the submission's uid inside its user namespace (rootless mode)
+DEVICES = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"]
+SYSTEM_PATHS = ["/usr/lib", "/usr/lib64", "/lib", "/lib64", "/etc/ld.so.cache", "/etc/ld.so.conf",
+                "/etc/ld.so.conf.d", "/etc/localtime"]
+ENV = {"PATH": "/nonexistent", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "OMP_NUM_THREADS": "1",
+       "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg",
+       "MPLCONFIGDIR": "/tmp/matplotlib", "IPYTHONDIR": "/tmp/ipython", "HOME": "/tmp/work", "USER": "student", "LOGNAME": "student",
+       "NBGRADER_EXECUTION": "autograde", "OPTLAB_CACHE": "/var/cache/optlab", "PYTHONHASHSEED": "0"}
 
 
 @dataclass
 class Limits:
     timeout: float = 300.0  # wall seconds per submission (executing the notebook + all calls)
-    memory_mb: int = 4096  # RLIMIT_AS of the process running a submission
-    max_procs: int = 64  # processes and threads of the submission's uid
+    memory_mb: int = 4096  # memory of the whole submission (cgroup); also each process's address space
+    max_procs: int = 64  # processes and threads of the whole submission (cgroup)
+    cpus: float = 1.0  # CPU share of the whole submission (cgroup)
     max_output: int = 1 << 20  # bytes the submission may print
-    max_message: int = 64 << 20  # bytes of one reply on the channel
-    max_file_bytes: int = 64 << 20  # largest file it may write (in its private /tmp)
+    max_message: int = 4 << 20  # bytes of one reply on the channel
+    max_file_bytes: int = 64 << 20  # largest file it may write
+    tmp_mb: int = 256  # its private /tmp (charged to its memory too)
 
 
 class SandboxError(Exception):
@@ -50,102 +66,393 @@ class Refused(Exception):
     """The sandbox cannot be set up here; the message names the missing layer."""
 
 
+# --------------------------------------------------------------------------- what a submission sees
+def _requirements(dist: metadata.Distribution) -> list[str]:
+    from packaging.requirements import Requirement
+    names = []
+    for line in dist.requires or []:
+        req = Requirement(line)
+        if req.marker is None or req.marker.evaluate({"extra": ""}):
+            names.append(req.name)
+    return names
+
+
+def _top_levels(dist: metadata.Distribution) -> set[str]:
+    """The first path component, in site-packages, of every file the distribution installed."""
+    tops = set()
+    for f in dist.files or []:
+        parts = Path(str(f)).parts
+        if parts and parts[0] not in ("..", "__pycache__") and not parts[0].endswith(".pth"):
+            tops.add(parts[0])
+    return tops
+
+
+def packages_of(modules: list[str]) -> list[str]:
+    """Distribution names providing the given import names (unknown ones are skipped)."""
+    mapping = metadata.packages_distributions()
+    return sorted({d for m in modules for d in mapping.get(m.split(".")[0], [])})
+
+
+def allow_list(packages: list[str], forbidden: list[str]) -> list[list[str]]:
+    """[source, target] read-only binds of a submission's root: the interpreter and its stdlib, the
+    system's shared libraries, `packages` with their dependencies (minus any that provides a module
+    of `forbidden`), optlab and the grader's public modules, optlab's cached data."""
+    forbidden = {m.split(".")[0] for m in forbidden}
+    site = Path(sysconfig.get_paths()["purelib"])
+    paths = {STDLIB, os.path.realpath(sys.executable), *SYSTEM_PATHS}
+    libdir = sysconfig.get_config_var("LIBDIR")
+    if libdir and os.path.isdir(libdir):
+        paths |= {str(p) for p in Path(libdir).glob("libpython*.so*")}
+    seen, todo = set(), [*RUNNER_PACKAGES, *packages]
+    while todo:
+        name = todo.pop()
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        key = dist.metadata["Name"].lower().replace("_", "-")
+        if key in seen or key == COURSE_DIST:
+            continue
+        seen.add(key)
+        tops = _top_levels(dist)
+        provides = {t.split(".")[0] for t in tops if not t.endswith((".dist-info", ".libs"))}
+        if provides & forbidden:
+            continue
+        paths |= {str(site / t) for t in tops if (site / t).exists()}
+        todo += _requirements(dist)
+    binds = [[p, p] for p in sorted(paths) if os.path.exists(p) and "__editable__" not in p]
+    # the course's public packages (editable install: their source folders) and optlab's data
+    binds += [[str(PACKAGE_ROOT / pkg), str(PACKAGE_ROOT / pkg)] for pkg in ("optlab", "autograder")
+              if pkg not in forbidden]
+    binds += [[str(p), str(site / p.name)] for p in site.glob("__editable__*when_nets_wont_train*")]
+    cache = optlab_cache()
+    if cache.is_dir():
+        binds.append([str(cache), ENV["OPTLAB_CACHE"]])
+    return binds
+
+
+def masks() -> list[str]:
+    """Folders inside the binds that must look empty: the base interpreter's own site-packages."""
+    base = Path(STDLIB) / "site-packages"
+    return [str(base)] if base.is_dir() and base != Path(sysconfig.get_paths()["purelib"]) else []
+
+
+def optlab_cache() -> Path:
+    """optlab's data cache (as optlab.data.cache_dir computes it, without importing torch)."""
+    import platformdirs
+    return Path(os.environ.get("OPTLAB_CACHE") or platformdirs.user_cache_dir("optlab"))
+
+
+# --------------------------------------------------------------------------- cgroups
+class Cgroups:
+    """Where per-submission cgroups are made: one folder on cgroup v2, one per controller on v1.
+
+    As root: ``autograder`` under the hierarchy's root. Without root: ``$AUTOGRADER_CGROUP``, a
+    cgroup delegated to the instructor (a v2 folder, or a name under each v1 controller)."""
+
+    V1 = ("memory", "pids", "cpu")
+
+    def __init__(self, bases: dict[str, Path], v2: bool):
+        self.bases, self.v2 = bases, v2
+
+    @classmethod
+    def find(cls, root: bool) -> "Cgroups":
+        fs = Path("/sys/fs/cgroup")
+        wanted = os.environ.get("AUTOGRADER_CGROUP", "autograder" if root else "")
+        missing = ("the cgroup layer is missing: {}; the grader bounds each submission's memory, "
+                   "processes and CPU as a whole with a cgroup")
+        if not wanted:
+            raise Refused(missing.format("without root, set AUTOGRADER_CGROUP to a cgroup delegated to "
+                                         "you (e.g. from `systemd-run --user --scope -p Delegate=yes`)"))
+        if (fs / "cgroup.controllers").is_file():
+            base = Path(wanted) if os.path.isabs(wanted) else fs / wanted
+            bases, v2 = {"v2": base}, True
+        elif all((fs / c / "cgroup.procs").is_file() for c in cls.V1):
+            bases = {c: (Path(wanted) if os.path.isabs(wanted) else fs / c / wanted) for c in cls.V1}
+            v2 = False
+        else:
+            raise Refused(missing.format("no cgroup v2 hierarchy with the memory and pids controllers, "
+                                         "nor cgroup v1 memory, pids and cpu hierarchies, under /sys/fs/cgroup"))
+        try:
+            for base in bases.values():
+                base.mkdir(exist_ok=True)
+            if v2:
+                cls._enable_v2(bases["v2"])
+        except OSError as exc:
+            raise Refused(missing.format(f"cannot create cgroups under {list(bases.values())[0]} "
+                                         f"({exc.strerror})")) from None
+        found = cls(bases, v2)
+        found.clean_stale()
+        return found
+
+    @staticmethod
+    def _enable_v2(base: Path) -> None:
+        parent = base.parent
+        for folder in (parent, base):
+            available = (folder / "cgroup.controllers").read_text().split()
+            need = [c for c in ("memory", "pids", "cpu") if c in available]
+            if "memory" not in need or "pids" not in need:
+                raise OSError(95, f"memory and pids controllers not available in {folder}")
+            try:
+                (folder / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in need))
+            except OSError:
+                if folder is base:
+                    raise
+
+    def create(self, name: str, limits: Limits) -> "Cgroup":
+        group = Cgroup({k: b / name for k, b in self.bases.items()}, self.v2)
+        group.make(limits)
+        return group
+
+    def clean_stale(self) -> None:
+        """Remove the cgroups of runs whose grader is gone (e.g. killed with -9)."""
+        for controller, base in self.bases.items():
+            for folder in base.iterdir() if base.is_dir() else ():
+                owner = folder.name.split("-")[0]
+                if folder.is_dir() and owner.isdigit() and not _alive(int(owner)):
+                    Cgroup({controller: folder}, self.v2).destroy()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Cgroup:
+    """One submission's cgroup: limits, membership, whether the OOM killer struck, removal."""
+
+    def __init__(self, dirs: dict[str, Path], v2: bool):
+        self.dirs, self.v2 = dirs, v2
+
+    def _write(self, controller: str, name: str, value, optional: bool = False) -> None:
+        try:
+            (self.dirs[controller] / name).write_text(str(value))
+        except OSError:
+            if not optional:
+                raise
+
+    def make(self, limits: Limits) -> None:
+        for d in self.dirs.values():
+            d.mkdir(exist_ok=True)
+        memory = limits.memory_mb << 20
+        if self.v2:
+            self._write("v2", "memory.max", memory)
+            self._write("v2", "memory.swap.max", 0, optional=True)
+            self._write("v2", "pids.max", limits.max_procs)
+            self._write("v2", "cpu.max", f"{int(100000 * limits.cpus)} 100000", optional=True)
+        else:
+            self._write("memory", "memory.limit_in_bytes", memory)
+            self._write("memory", "memory.memsw.limit_in_bytes", memory, optional=True)
+            self._write("pids", "pids.max", limits.max_procs)
+            self._write("cpu", "cpu.cfs_period_us", 100000, optional=True)
+            self._write("cpu", "cpu.cfs_quota_us", int(100000 * limits.cpus), optional=True)
+
+    def add(self, pid: int) -> None:
+        for controller in self.dirs:
+            self._write(controller, "cgroup.procs", pid)
+
+    def pids(self) -> set[int]:
+        found = set()
+        for d in self.dirs.values():
+            try:
+                found |= {int(p) for p in (d / "cgroup.procs").read_text().split()}
+            except OSError:
+                pass
+        return found
+
+    def oom_killed(self) -> bool:
+        name = "memory.events" if self.v2 else "memory.oom_control"
+        try:
+            text = (self.dirs["v2" if self.v2 else "memory"] / name).read_text()
+        except (OSError, KeyError):
+            return False
+        counts = dict(line.split() for line in text.splitlines() if len(line.split()) == 2)
+        return int(counts.get("oom_kill", 0)) > 0 or (not self.v2 and self._failcnt() > 0 and
+                                                       "oom_kill" not in counts)
+
+    def _failcnt(self) -> int:
+        try:
+            return int((self.dirs["memory"] / "memory.failcnt").read_text())
+        except (OSError, KeyError, ValueError):
+            return 0
+
+    def destroy(self) -> None:
+        """Kill whatever is still inside, then remove the folders."""
+        for _ in range(200):
+            if self.v2 and (self.dirs["v2"] / "cgroup.kill").exists():
+                self._write("v2", "cgroup.kill", 1, optional=True)
+            left = self.pids()
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            removed = True
+            for d in self.dirs.values():
+                try:
+                    d.rmdir()
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    removed = False
+            if removed:
+                return
+            time.sleep(0.01)
+
+
+# --------------------------------------------------------------------------- uid leases (root)
+def lease_uid() -> tuple[int, int]:
+    """(uid, fd): a uid of FIRST_UID.. that no other grading run holds, held while fd stays open."""
+    LEASES.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for uid in range(FIRST_UID, FIRST_UID + UID_COUNT):
+        fd = os.open(LEASES / f"uid-{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return uid, fd
+        except BlockingIOError:
+            os.close(fd)
+    raise Refused(f"every sandbox uid ({FIRST_UID}..{FIRST_UID + UID_COUNT - 1}) is leased by another run")
+
+
+# --------------------------------------------------------------------------- the zygote
+@dataclass
+class Setup:
+    """What the zygote of one assignment needs: the root's binds and the modules to pre-import."""
+
+    binds: list[list[str]]
+    prewarm: list[str]
+    sandbox: bool = True
+    cgroups: Cgroups | None = field(default=None, repr=False)
+
+
+def check_host(sandbox: bool) -> Cgroups | None:
+    """The cgroup hierarchy to use; Refused with the missing layer named when there is none."""
+    if not sandbox:
+        return None
+    if sys.platform != "linux":
+        raise Refused("the sandbox needs Linux namespaces and cgroups; this is " + sys.platform)
+    return Cgroups.find(os.geteuid() == 0)
+
+
 class Worker:
-    """One pre-warmed worker process: imports paid once, a fresh child per submission."""
+    """One pre-warmed zygote: imports paid once, a fresh isolated process per submission."""
 
-    command = [sys.executable, "-m", "autograder.worker"]  # + the settings as JSON
-
-    def __init__(self, index: int, *, sandbox: bool, hide: list[str], forbidden: list[str],
-                 limits: Limits, log: Path, prewarm: list[str] = ()):
-        self.index, self.sandbox, self.limits = index, sandbox, limits
-        self.cfg = {"sandbox": sandbox, "uid": FIRST_UID + index, "forbidden": forbidden,
-                    "prewarm": list(prewarm), "hide": [str(p) for p in hide], "keep": TRUSTED_DIRS, "memory_mb": limits.memory_mb,
-                    "max_procs": limits.max_procs, "cpu_seconds": int(limits.timeout) + 5,
-                    "max_file_bytes": limits.max_file_bytes}
-        self.log = log
-        self.proc = None
+    def __init__(self, index: int, setup: Setup, limits: Limits, log: Path):
+        self.index, self.setup, self.limits, self.log = index, setup, limits, log
+        self.proc = self.control = None
         self.layers: list[str] = []
+        self.uid, self.lease = SANDBOX_UID, None
+        self.spawned = 0
 
     def start(self) -> None:
         self.launch()
         self.wait_ready()
 
     def launch(self) -> None:
-        """Start the worker process; it imports and sets up while the caller does other work."""
+        """Start the zygote; it imports and sets up while the caller does other work."""
+        root = os.geteuid() == 0
+        if root and self.setup.sandbox and self.lease is None:
+            self.uid, self.lease = lease_uid()
+        cfg = {"sandbox": self.setup.sandbox, "root": root, "uid": self.uid, "binds": self.setup.binds,
+               "devices": DEVICES, "masks": masks(), "prewarm": self.setup.prewarm, "env": ENV,
+               "memory_mb": self.limits.memory_mb, "cpu_seconds": int(self.limits.timeout) + 5,
+               "max_file_bytes": self.limits.max_file_bytes, "tmp_mb": self.limits.tmp_mb,
+               "max_cells_bytes": 64 << 20, "max_request_bytes": 256 << 20}
         self.control, theirs = socket.socketpair()
-        self.cfg["fd"] = theirs.fileno()
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [str(PACKAGE_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([*self.command, json.dumps(self.cfg)],
-                                         pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log, cwd="/", env=env)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-m", "autograder.zygote", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/",
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, start_new_session=True)
         theirs.close()
+        send_frame(self.control, cfg)
 
     def wait_ready(self, timeout: float = 300.0) -> None:
         self.control.settimeout(timeout)
         try:
-            reply = self._recv()
+            reply = recv_frame(self.control, 1 << 16)
         except (OSError, EOFError, ValueError) as exc:
             self.stop()
-            raise Refused(f"the sandbox worker did not start ({exc}); see {self.log}") from None
+            raise Refused(f"the sandbox did not start ({exc}); see {self.log}") from None
         if "refused" in reply:
             self.stop()
             raise Refused(f"Refusing to grade: {reply['refused']}.")
         self.layers = reply["ready"]
         self.control.settimeout(None)
 
-    def _recv(self):
-        (n,) = HEADER.unpack(recv_exact(self.control, HEADER.size))
-        return decode(recv_exact(self.control, n), self.limits.max_message)
-
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def spawn(self, cells: list[tuple[int, str]], forbidden: list[str], deadline: float) -> "Run":
+    def spawn(self, cells: list[tuple[int, str]], deadline: float) -> "Run":
+        """A fresh process for one submission, in its own cgroup, running `cells`."""
         if not self.alive():
             self.start()
-        send(self.control, {"op": "spawn", "cells": [list(c) for c in cells], "forbidden": forbidden,
-                            "trusted_dirs": [*TRUSTED_DIRS, str(PACKAGE_ROOT / "autograder")]}, encode)
-        head, fds, _, _ = socket.recv_fds(self.control, HEADER.size, 2)  # fds ride on the header
-        head += recv_exact(self.control, HEADER.size - len(head)) if len(head) < HEADER.size else b""
-        (n,) = HEADER.unpack(head)
-        pid = decode(recv_exact(self.control, n))["pid"]
-        return Run(self, pid, socket.socket(fileno=fds[0]), fds[1], deadline)
+        send_frame(self.control, {"op": "spawn"})
+        reply, fds = recv_frame(self.control, 1 << 16, want_fds=1)
+        channel = socket.socket(fileno=fds[0])
+        self.spawned += 1
+        group = None
+        try:
+            if self.setup.cgroups is not None:
+                group = self.setup.cgroups.create(f"{os.getpid()}-{self.index}-{self.spawned}", self.limits)
+                group.add(reply["pid"])
+            out_r, out_w = os.pipe()
+            try:
+                send_frame(channel, {"cells": [list(c) for c in cells]}, fds=[out_w])
+            finally:
+                os.close(out_w)
+        except BaseException:
+            Run(self, reply, channel, None, deadline, group).close()
+            raise
+        return Run(self, reply, channel, out_r, deadline, group)
 
-    def reap(self, pid: int) -> str:
-        send(self.control, {"op": "reap", "pid": pid}, encode)
-        return self._recv()["exit"]
+    def reap(self, child: int) -> str:
+        send_frame(self.control, {"op": "reap", "child": child})
+        return recv_frame(self.control, 1 << 16)["exit"]
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
-        if getattr(self, "control", None) is not None:
+        if self.control is not None:
             self.control.close()
+            self.control = None
         self.proc = None
+
+    def release(self) -> None:
+        self.stop()
+        if self.lease is not None:
+            os.close(self.lease)
+            self.lease = None
 
 
 class Run:
-    """One child process executing one submission and answering driver calls."""
+    """One submission's process: its output, its replies, its end."""
 
-    OUTPUT_KEPT = 20_000  # characters of the submission's printed output kept for feedback
+    OUTPUT_KEPT = 20_000  # bytes of the submission's printed output kept for feedback
 
-    def __init__(self, worker: Worker, pid: int, channel: socket.socket, out_fd: int, deadline: float):
-        self.worker, self.pid, self.channel, self.out_fd, self.deadline = worker, pid, channel, out_fd, deadline
+    def __init__(self, worker: Worker, reply: dict, channel: socket.socket, out_fd: int | None,
+                 deadline: float, group: Cgroup | None):
+        self.worker, self.pid, self.child = worker, int(reply["pid"]), int(reply["child"])
+        self.channel, self.out_fd, self.deadline, self.group = channel, out_fd, deadline, group
         self.output = bytearray()
         self.output_bytes = 0
         self.exit: str | None = None
-        os.set_blocking(out_fd, False)
-        self.channel.setblocking(False)
         self.buffer = bytearray()
+        if out_fd is not None:
+            os.set_blocking(out_fd, False)
+        self.channel.setblocking(False)
 
     # -- receiving with a deadline while draining the child's output
     def _pump(self, until: float, need: int) -> None:
         sel = selectors.DefaultSelector()
         sel.register(self.channel, selectors.EVENT_READ, "channel")
-        out_open = self.out_fd is not None
-        if out_open:
+        if self.out_fd is not None:
             sel.register(self.out_fd, selectors.EVENT_READ, "output")
         try:
             while len(self.buffer) < need:
@@ -156,13 +463,18 @@ class Run:
                     if key.data == "output":
                         self._read_output(sel)
                     else:
-                        chunk = self.channel.recv(1 << 20)
+                        chunk = self.channel.recv(min(1 << 20, need - len(self.buffer)))
                         if not chunk:
-                            self._drain_output()
-                            raise SandboxError("crashed", "the submission's process ended unexpectedly")
+                            raise self._died()
                         self.buffer += chunk
         finally:
             sel.close()
+
+    def _died(self) -> SandboxError:
+        self._drain_output()
+        if self.group is not None and self.group.oom_killed():
+            return SandboxError("memory", "memory limit exceeded (the submission was stopped)")
+        return SandboxError("crashed", "the submission's process ended unexpectedly")
 
     def _read_output(self, sel) -> None:
         try:
@@ -174,26 +486,25 @@ class Run:
             os.close(self.out_fd)
             self.out_fd = None
             return
-        self.output_bytes += len(chunk)
-        if len(self.output) < self.OUTPUT_KEPT:
-            self.output += chunk[: self.OUTPUT_KEPT - len(self.output)]
+        self._keep(chunk)
         if self.output_bytes > self.worker.limits.max_output:
             raise SandboxError("output-limit",
                                f"printed more than {self.worker.limits.max_output} bytes of output")
 
+    def _keep(self, chunk: bytes) -> None:
+        self.output_bytes += len(chunk)
+        if len(self.output) < self.OUTPUT_KEPT:
+            self.output += chunk[: self.OUTPUT_KEPT - len(self.output)]
+
     def _drain_output(self) -> None:
-        while self.out_fd is not None:
+        while self.out_fd is not None and self.output_bytes <= self.worker.limits.max_output:
             try:
                 chunk = os.read(self.out_fd, 1 << 16)
             except BlockingIOError:
                 return
             if not chunk:
                 return
-            if len(self.output) < self.OUTPUT_KEPT:
-                self.output += chunk[: self.OUTPUT_KEPT - len(self.output)]
-            self.output_bytes += len(chunk)
-            if self.output_bytes > self.worker.limits.max_output:
-                return
+            self._keep(chunk)
 
     def receive(self, timeout: float):
         until = min(time.monotonic() + timeout, self.deadline)
@@ -211,6 +522,7 @@ class Run:
             raise SandboxError("invalid-reply", f"sent something that is not plain data ({exc})") from None
 
     def request(self, driver: str, inputs: dict, timeout: float):
+        from autograder.channel import encode
         data = encode({"driver": driver, "inputs": inputs})
         self.channel.setblocking(True)
         self.channel.settimeout(max(0.1, self.deadline - time.monotonic()))
@@ -226,25 +538,29 @@ class Run:
         return reply
 
     def close(self) -> str:
-        """End the child (whatever state it is in) and return how it exited."""
+        """End the submission (whatever state it is in) and everything it started; how it ended."""
         if self.exit is None:
             try:
-                os.kill(self.pid, signal.SIGKILL)
+                os.kill(self.pid, signal.SIGKILL)  # PID 1 of its namespace: the rest die with it
             except ProcessLookupError:
                 pass
             self.channel.close()
             if self.out_fd is not None:
                 os.close(self.out_fd)
                 self.out_fd = None
-            self.exit = self.worker.reap(self.pid)
+            self.exit = self.worker.reap(self.child)
+            if self.group is not None:
+                self.group.destroy()
         return self.exit
 
     def output_text(self) -> str:
-        return self.output.decode("utf-8", "replace")
+        from autograder.channel import clean_text
+        return clean_text(self.output.decode("utf-8", "replace"), self.OUTPUT_KEPT)
 
 
 def memory_error(output) -> bool:
     """An error marker that says an allocation failed (numpy's MemoryError, torch's allocator)."""
+    from autograder.channel import is_error
     return is_error(output) and (output["__error__"] == "MemoryError"
                                  or "can't allocate memory" in output["message"]
                                  or "not enough memory" in output["message"])

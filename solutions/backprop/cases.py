@@ -15,7 +15,9 @@ import numpy as np
 from autograder.case import Accuracy, Case, Close, sibling
 
 ref = sibling(__file__, "reference")
-FORBIDDEN_IMPORTS = ["torch", "autograd", "jax", "tensorflow"]
+# Distributions (with their dependencies) a submission's sandbox holds; any other module is absent.
+PACKAGES = ["numpy", "matplotlib", "mnist1d"]
+FORBIDDEN_IMPORTS = ["torch", "autograd", "jax", "tensorflow", "sklearn"]
 
 F64 = dict(rtol=1e-6, atol=1e-9)
 F32 = dict(rtol=1e-4, atol=1e-6)

@@ -13,6 +13,8 @@ import numpy as np
 from autograder.case import Accuracy, Case, Close, Raises, reference_outputs, sibling
 
 ref = sibling(__file__, "reference")
+# Distributions (with their dependencies) a submission's sandbox holds; any other module is absent.
+PACKAGES = ["numpy", "torch", "matplotlib", "scikit-learn", "mnist1d", "platformdirs"]
 FORBIDDEN_IMPORTS: list[str] = []
 
 F64 = dict(rtol=1e-6, atol=1e-9)
