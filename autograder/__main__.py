@@ -6,6 +6,7 @@ not happen at all (unknown assignment, unreadable PATH, sandbox unavailable).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import sys
 import time
@@ -38,8 +39,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--root", type=Path, default=None, help="course folder holding solutions/ (default: here or the repository)")
     d = Limits()
     g.add_argument("--timeout", type=float, default=d.timeout, help=f"wall seconds per submission (default {d.timeout:g})")
-    g.add_argument("--memory", type=int, default=d.memory_mb, help=f"MiB of address space per submission (default {d.memory_mb})")
-    g.add_argument("--max-procs", type=int, default=d.max_procs, help=f"processes+threads per submission (default {d.max_procs})")
+    g.add_argument("--memory", type=int, default=d.memory_mb, help=f"MiB of memory per submission, all its processes together (default {d.memory_mb})")
+    g.add_argument("--max-procs", type=int, default=d.max_procs, help=f"processes+threads per submission, all together (default {d.max_procs})")
     g.add_argument("--max-output", type=int, default=d.max_output, help=f"bytes a submission may print (default {d.max_output})")
     g.add_argument("--no-gradebook", action="store_true", help="do not write nbgrader's gradebook and autograded/ notebooks")
     g.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)  # reproduce a run (tests)
@@ -78,9 +79,22 @@ def grade(args) -> int:
         return 2
     out = (args.out or root / "grades" / args.assignment).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    lock = open(out / ".lock", "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"error: another grading run is writing to {out}; wait for it to finish or choose "
+              f"another --out", file=sys.stderr)
+        return 2
     limits = Limits(timeout=args.timeout, memory_mb=args.memory, max_procs=args.max_procs,
                     max_output=args.max_output)
-    recorder = records.Recorder(out, assignment, gradebook=not args.no_gradebook)
+    try:
+        recorder = records.Recorder(out, assignment, gradebook=not args.no_gradebook)
+    except Exception as exc:  # noqa: BLE001 -- e.g. gradebook.db locked or corrupt
+        print(f"error: nbgrader's gradebook ({records.gradebook_path(root)}) cannot be opened: "
+              f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}; close other nbgrader tools "
+              f"using it, or pass --no-gradebook", file=sys.stderr)
+        return 2
     for sub in subs:  # the bytes as received, before anything can go wrong
         records.keep_submitted(out, sub)
     todo = [s for s in subs if args.force or not recorder.journal.is_done(s, out)]
@@ -106,11 +120,13 @@ def grade(args) -> int:
     mine = {s.student_id for s in subs}
     rows = [r for r in rows if r["student_id"] in mine]
     errors = sum(r["status"] != "ok" for r in rows)
+    earlier = sum(len(s.earlier) for s in subs)
     mean = sum(float(r["score"]) for r in rows) / len(rows) if rows else 0.0
     print(f"{args.assignment}: {len(rows)} submissions ({len(todo)} graded now, {len(subs) - len(todo)} "
           f"already done), {errors} with errors, mean score {mean:.2f} / {assignment.max_score:g}; "
           f"start-up {clock.get('ready', clock['start']) - clock['start']:.1f} s, grading "
-          f"{time.monotonic() - clock.get('ready', clock['start']):.1f} s; results in {out}")
+          f"{time.monotonic() - clock.get('ready', clock['start']):.1f} s; results in {out}"
+          + (f"; {earlier} earlier attempts kept in students/<id>/submitted/" if earlier else ""))
     return 0
 
 

@@ -37,6 +37,17 @@ class Case:
     judge: Callable[[dict, object, object], "str | None"]  # None if passed, else feedback
     timeout: float = 10.0  # seconds for this one call in the sandbox
     visible: bool = False  # shipped to students as data in visible_cases.json
+    # Cases whose pass this one needs to earn anything: a judge that can only take the submission's
+    # word (which exception was raised) never earns points on its own.
+    requires: tuple[str, ...] = ()
+
+    def draw(self, rng: np.random.Generator) -> tuple[dict, object]:
+        """Inputs (the driver calls twice when the judge checks that arguments stay unchanged) and
+        the reference outputs for them."""
+        inputs = self.inputs(rng)
+        if getattr(self.judge, "immutable", False):
+            inputs = {**inputs, "again": True}
+        return inputs, self.expected(inputs)
 
 
 @dataclass(frozen=True)
@@ -203,7 +214,7 @@ def _error_text(err: dict) -> str:
 
 @dataclass(frozen=True)
 class Close:
-    """Driver output ``{"result", "error", "modified"}`` matches the reference within tolerance.
+    """Driver output ``{"result", "error"[, "again"]}`` matches the reference within tolerance.
 
     ``mistakes(inputs) -> {message: wrong result}`` runs on the trusted side: known wrong variants;
     a result close to one of them is reported with its message. ``rtol``/``atol`` are per-element:
@@ -213,7 +224,7 @@ class Close:
     rtol: float = 1e-6
     atol: float = 1e-9
     dtype: bool = True  # result arrays keep the reference's float dtype
-    immutable: bool = False  # also fail when the function modified its array arguments
+    immutable: bool = False  # also compare a second call on the same arrays ("again") with the reference
     mistakes: Callable[[dict], dict] | None = field(default=None, compare=False)
     name: str = "close"
 
@@ -222,10 +233,11 @@ class Close:
             return "the grader received no result"
         if outputs.get("error") is not None:
             return _error_text(outputs["error"])
-        if self.immutable and outputs.get("modified"):
-            return "modified its array arguments in place (they must be left unchanged)"
         result, exp = outputs["result"], expected["result"]
         ok, why = _arrays_close(result, exp, self.rtol, self.atol)
+        if ok and self.immutable and not _arrays_close(outputs.get("again"), exp, self.rtol, self.atol)[0]:
+            return ("modified its array arguments in place: called again with the same arrays it "
+                    "returned different values (leave the inputs unchanged)")
         if ok:
             return _dtype_problem(result, exp) if self.dtype else None
         if mistakes is None:
@@ -321,6 +333,9 @@ class Batches:
         return cls()
 
 
+MAX_LAYERS, MAX_WIDTH = 64, 4096  # bound what evaluating a returned model costs the trusted side
+
+
 def _forward(model: str, result, X):
     """Logits of a returned model: "linear" = [W, b]; "mlp" = [{"kind", "W", "b"}, ...] (drivers.trained_layers)."""
     if model == "linear":
@@ -331,11 +346,14 @@ def _forward(model: str, result, X):
             raise ValueError(f"W of shape {W.shape} and b of shape {b.shape} do not fit {X.shape[1]} features")
         return X @ W + b
     h = X.astype(np.float64)
+    if not isinstance(result, list) or len(result) > MAX_LAYERS:
+        raise ValueError(f"expected a list of at most {MAX_LAYERS} layers")
     for lay in result:
         kind = lay.get("kind") if isinstance(lay, dict) else None
         if kind == "Linear":
             W, b = (np.asarray(lay[k], dtype=np.float64) for k in ("W", "b"))
-            if W.ndim != 2 or W.shape[0] != h.shape[1] or b.shape not in ((W.shape[1],), (1, W.shape[1])):
+            if W.ndim != 2 or W.shape[0] != h.shape[1] or W.shape[1] > MAX_WIDTH \
+                    or b.shape not in ((W.shape[1],), (1, W.shape[1])):
                 raise ValueError(f"a Linear layer's W {W.shape} / b {b.shape} do not fit its input")
             h = h @ W + b.reshape(-1)
         elif kind == "ReLU":
@@ -413,8 +431,8 @@ def visible_data(assignment: str, root: Path | str = REPO_ROOT) -> dict:
     for case_id, case in sorted(cases.items()):
         if not case.visible:
             continue
-        inputs = case.inputs(np.random.default_rng(case_seed(case_id)))
-        out[case_id] = {"driver": case.driver, "inputs": inputs, "expected": case.expected(inputs),
+        inputs, expected = case.draw(np.random.default_rng(case_seed(case_id)))
+        out[case_id] = {"driver": case.driver, "inputs": inputs, "expected": expected,
                         "judge": case.judge.as_data(inputs)}
     return {"assignment": assignment, "cases": out}
 

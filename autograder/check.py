@@ -49,8 +49,8 @@ def resolve(case_id: str, root: Path | str = REPO_ROOT):
         if case_id in cases:
             case = cases[case_id]
             seed = int(os.environ.get("AUTOGRADER_SEED", case_seed(case_id)))
-            inputs = case.inputs(np.random.default_rng(seed))
-            return inputs, case.expected(inputs), case.judge, case.driver
+            inputs, expected = case.draw(np.random.default_rng(seed))
+            return inputs, expected, case.judge, case.driver
     path = Path.cwd() / VISIBLE_CASES_FILE
     if path.is_file():
         data = _visible(str(path.resolve()))["cases"]

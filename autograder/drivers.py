@@ -39,13 +39,25 @@ def _lookup(ns, name):
     return ns[name]
 
 
-def _snapshot(values):
-    return [np.array(v, copy=True) if isinstance(v, np.ndarray) else None for v in values]
+def _copy(obj):
+    """A deep copy of plain data, so a later call cannot change a result already taken."""
+    if isinstance(obj, np.ndarray):
+        return obj.copy()
+    if isinstance(obj, list):
+        return [_copy(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: _copy(v) for k, v in obj.items()}
+    return obj
 
 
-def _changed(values, snapshot) -> bool:
-    return any(s is not None and not (v.shape == s.shape and np.array_equal(v, s, equal_nan=True))
-               for v, s in zip(values, snapshot))
+def _twice(run, again: bool) -> dict:
+    """``run()`` once, or (``again``) twice on the very same argument objects: a function that changes
+    its arguments in place shows it in the second result, which the trusted side compares with the
+    reference like the first. Nothing here reports on the function; the values speak."""
+    first = _copy(run())
+    if not again:
+        return {"result": first, "error": None}
+    return {"result": first, "again": _copy(run()), "error": None}
 
 
 _limited = False
@@ -84,17 +96,11 @@ def _guard(run):
         return {"result": None, "error": error_marker(exc)}
 
 
-def call(ns, fn, args=(), kwargs=None):
-    """``ns[fn](*args, **kwargs)`` -> ``{"result", "error", "modified"}``.
-
-    ``modified`` tells whether any array argument was changed in place.
-    """
+def call(ns, fn, args=(), kwargs=None, again=False):
+    """``ns[fn](*args, **kwargs)`` -> ``{"result", "error"}`` (and ``"again"``: see :func:`_twice`)."""
     def run():
         f = _lookup(ns, fn)
-        arrays = list(args) + list((kwargs or {}).values())
-        before = _snapshot(arrays)
-        result = plain(f(*args, **(kwargs or {})))
-        return {"result": result, "error": None, "modified": _changed(arrays, before)}
+        return _twice(lambda: plain(f(*args, **(kwargs or {}))), again)
     return _guard(run)
 
 
@@ -113,38 +119,47 @@ def call_many(ns, fn, calls):
 def call_each(ns, fn, calls):
     """``calls = [[args, kwargs], ...]`` -> ``{"results": [{"result", "error"}, ...]}``."""
     with _one_thread():
-        return {"results": [{k: v for k, v in call(ns, fn, a, kw).items() if k != "modified"}
-                            for a, kw in calls]}
+        return {"results": [call(ns, fn, a, kw) for a, kw in calls]}
 
 
-def optimizer_trajectory(ns, fn, theta0, A, b, steps, kwargs=None):
+def optimizer_trajectory(ns, fn, theta0, A, b, steps, kwargs=None, again=False):
     """``steps`` updates of ``ns[fn]`` on f(θ) = ½ θᵀAθ − bᵀθ (θ flattened), from ``theta0``.
 
-    Returns ``{"result": (steps, *theta0.shape) array of the iterates, "error", "modified"}``; the
-    gradient is computed in θ's dtype; each call gets fresh copies so ``modified`` tells whether the
-    function changed ``theta`` or ``g`` in place.
+    Returns ``{"result": (steps, *theta0.shape) array of the iterates, "error"}``; the gradient is
+    computed in θ's dtype. With ``again``, every step is also taken a second time with the same θ and
+    g objects (and a copy of the same state): ``"again"`` holds those iterates, which differ from the
+    first ones when the function changes θ or g in place. State is the function's own: each call
+    gets a copy, so reusing its buffers is fine.
     """
     def run():
         f = _lookup(ns, fn)
-        theta, state, thetas, modified = np.array(theta0), {}, [], False
+        theta, state, thetas, seconds = np.array(theta0), {}, [], []
         A_ = np.asarray(A, dtype=theta.dtype)
         b_ = np.asarray(b, dtype=theta.dtype)
-        for _ in range(steps):
-            g = (A_ @ theta.reshape(-1) - b_).reshape(theta.shape).astype(theta.dtype)
-            args = [theta.copy(), g.copy()]
-            out = f(*args, state, **(kwargs or {}))
-            modified |= _changed(args, [theta, g])
+
+        def step(theta, g, state):
+            out = f(theta, g, _copy(state) if again else state, **(kwargs or {}))
             if not (isinstance(out, tuple) and len(out) == 2):
                 raise TypeError(f"{fn} must return a tuple (theta, state)")
-            new, state = plain(out[0]), out[1]
-            if not isinstance(state, dict):
-                raise TypeError(f"{fn} must return its state as a dict, got {type(state).__name__}")
-            new = np.asarray(new)
+            if not isinstance(out[1], dict):
+                raise TypeError(f"{fn} must return its state as a dict, got {type(out[1]).__name__}")
+            new = np.array(plain(out[0]), copy=True)
             if new.shape != theta.shape:
                 raise ValueError(f"{fn} returned theta of shape {new.shape}, expected {theta.shape}")
-            theta = new.copy()
+            return new, out[1]
+
+        for _ in range(steps):
+            g = (A_ @ theta.reshape(-1) - b_).reshape(theta.shape).astype(theta.dtype)
+            arg = theta.copy()
+            new, next_state = step(arg, g, state)
+            if again:
+                seconds.append(step(arg, g, state)[0])
+            theta, state = new, next_state
             thetas.append(theta)
-        return {"result": np.stack(thetas), "error": None, "modified": bool(modified)}
+        out = {"result": np.stack(thetas), "error": None}
+        if again:
+            out["again"] = np.stack(seconds)
+        return out
     return _guard(run)
 
 
@@ -163,21 +178,19 @@ def minibatches(ns, fn, n, batch_size, shuffle, drop_last, seeds):
     return out
 
 
-def layer(ns, cls, args, x, grad_out, attrs=()):
+def layer(ns, cls, args, x, grad_out, attrs=(), again=False):
     """``ns[cls](*args)``: forward(x), backward(grad_out) and the attributes ``attrs`` afterwards.
 
-    ``result`` = ``{"out", "grad_in", attr: ...}``; ``modified`` covers ``args``, ``x`` and
-    ``grad_out``.
+    ``result`` = ``{"out", "grad_in", attr: ...}``; with ``again`` a second layer is built from the
+    same ``args`` and run on the same ``x`` and ``grad_out`` (see :func:`_twice`).
     """
-    def run():
-        arrays = list(args) + [x, grad_out]
-        before = _snapshot(arrays)
+    def once():
         obj = _lookup(ns, cls)(*args)
         result = {"out": plain(obj.forward(x)), "grad_in": plain(obj.backward(grad_out))}
         for name in attrs:
             result[name] = plain(getattr(obj, name, None))
-        return {"result": result, "error": None, "modified": _changed(arrays, before)}
-    return _guard(run)
+        return result
+    return _guard(lambda: _twice(once, again))
 
 
 def _param_order(params, wanted):
@@ -220,9 +233,9 @@ FUNCTIONS = {
 }
 
 
-def numerical_gradient(ns, fn, func, x, h=1e-5):
-    """``ns[fn](FUNCTIONS[func], x, h)`` -> ``{"result": gradient, "error", "modified"}``."""
-    return call(ns, fn, (FUNCTIONS[func], x), {"h": h})
+def numerical_gradient(ns, fn, func, x, h=1e-5, again=False):
+    """``ns[fn](FUNCTIONS[func], x, h)`` -> ``{"result": gradient, "error"}`` (and ``"again"``)."""
+    return call(ns, fn, (FUNCTIONS[func], x), {"h": h}, again)
 
 
 def trained_layers(ns, fn, args=(), kwargs=None):

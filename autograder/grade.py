@@ -71,9 +71,7 @@ def prepare(assignment: Assignment, seed: int | None = None) -> None:
     assignment.seed = secrets.randbits(63) if seed is None else seed
     for i, case_id in enumerate(sorted(assignment.cases)):
         case = assignment.cases[case_id]
-        rng = np.random.default_rng([assignment.seed, i])
-        inputs = case.inputs(rng)
-        assignment.prepared[case_id] = (inputs, case.expected(inputs))
+        assignment.prepared[case_id] = case.draw(np.random.default_rng([assignment.seed, i]))
 
 
 # --------------------------------------------------------------------------- reading a submission
@@ -155,6 +153,19 @@ def judge(case: Case, inputs, outputs, expected) -> str | None:
         return f"returned data of an unexpected form ({type(exc).__name__}: {exc})"
 
 
+def credited(outcomes: dict[str, dict], cases: dict[str, Case]) -> dict[str, dict]:
+    """A case that requires others (see Case.requires) passes only when they pass too."""
+    out = dict(outcomes)
+    for case_id, outcome in outcomes.items():
+        missing = [r for r in cases[case_id].requires if not outcomes.get(r, {}).get("passed")]
+        if outcome.get("passed") and missing:
+            out[case_id] = {"passed": False, "status": "fail",
+                            "message": f"not credited: how a function behaves (arguments left unchanged, "
+                                       f"errors raised) counts only together with its correct values, "
+                                       f"and {', '.join(missing)} did not pass"}
+    return out
+
+
 class Grader:
     """Runs one submission at a time on its own sandbox worker."""
 
@@ -171,7 +182,7 @@ class Grader:
         except Rejected as exc:
             return records.finish(result, self.a, {}, exc.status, str(exc)), nb
         outcomes, status, message = self._run(cells, result)
-        return records.finish(result, self.a, outcomes, status, message), nb
+        return records.finish(result, self.a, credited(outcomes, self.a.cases), status, message), nb
 
     def _run(self, cells, result) -> tuple[dict, str, str | None]:
         """Execute and call every case; after a limit is hit, a fresh child goes on with the rest."""
@@ -304,3 +315,5 @@ def grade_all(assignment: Assignment, subs: list[Submission], recorder: records.
     finally:
         for w in started:
             w.release()
+        if started and started[0].setup.cgroups is not None:
+            started[0].setup.cgroups.close()

@@ -1,19 +1,29 @@
 """Find the submissions in the grader's PATH arguments; bytes are read once and kept as received.
 
 Accepted: ``.ipynb`` files (student id = file stem); nbgrader's submitted layout
-``DIR/<student>/<assignment>/*.ipynb``; ``DIR/<student>/*.ipynb``; and LMS ``.zip`` downloads, where
-the student is the top folder of a member (Moodle) or the name before ``_<digits>_`` (Canvas).
-Nothing is extracted to disk and nothing is executed here.
+``DIR/<student>/<assignment>/*.ipynb`` (with nbgrader's ``timestamp.txt``); ``DIR/<student>/*.ipynb``;
+and LMS ``.zip`` downloads: Canvas (``name_[LATE_]<user id>_<submission id>_<file>``) and Moodle
+(``<Full Name>_<user id>_assignsubmission_file_/<file>``). An LMS identity keeps the platform's numeric
+user id, and names keep their Unicode letters. Only regular files are read, never through a symlink,
+and never outside the given PATH. Nothing is extracted to disk and nothing is executed here.
+
+A student with several submissions in one LMS download gets the latest as the graded one and the
+others as earlier attempts; two different submissions that would share an id are refused.
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import os
 import re
+import stat
+import unicodedata
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-MAX_NOTEBOOK_BYTES = 50 << 20
+MAX_NOTEBOOK_BYTES = 16 << 20
+MAX_ID = 80
 
 
 @dataclass(frozen=True)
@@ -23,6 +33,9 @@ class Submission:
     data: bytes  # exactly as received (b"" when `problem` says why there is nothing to read)
     origin: str  # where it came from, for messages
     problem: str | None = None  # set when the submission cannot even be read
+    submitted_at: str | None = None  # ISO time the student submitted, from the best evidence
+    time_source: str = "unknown"  # "nbgrader timestamp.txt", "LMS zip entry", "file mtime", ...
+    earlier: tuple = field(default=())  # earlier attempts in the same input: (filename, bytes, time)
 
     @property
     def sha256(self) -> str:
@@ -30,20 +43,63 @@ class Submission:
 
 
 class InputError(Exception):
-    """A PATH argument that is neither a notebook, a directory nor a zip file."""
+    """A PATH argument that cannot be read as submissions, or ids that collide."""
 
 
 def student_id(raw: str) -> str:
-    """A safe id for file names and the gradebook: letters, digits, ``._-``."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", raw).strip("._")
-    return cleaned or "unknown"
+    """A safe id for folder names and the gradebook: Unicode letters and digits, ``_.-``; no leading
+    dot; at most MAX_ID characters."""
+    text = unicodedata.normalize("NFC", raw)
+    cleaned = re.sub(r"[^\w.-]+", "_", text, flags=re.UNICODE).strip("._-")
+    return cleaned[:MAX_ID].rstrip("._-") or "unknown"
 
 
-def _read(path: Path) -> tuple[bytes, str | None]:
-    size = path.stat().st_size
-    if size > MAX_NOTEBOOK_BYTES:
-        return b"", f"the file is {size} bytes, more than the {MAX_NOTEBOOK_BYTES} allowed"
-    return path.read_bytes(), None
+def _iso(timestamp: float) -> str:
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _read(path: Path) -> tuple[bytes, str | None, os.stat_result | None]:
+    """A regular file's bytes, opened without following a symlink; (b"", problem, None) otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        why = "a symbolic link (not accepted)" if os.path.islink(path) else exc.strerror
+        return b"", f"{path.name} cannot be read: {why}", None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return b"", f"{path.name} is not a regular file", None
+        data = fh.read(MAX_NOTEBOOK_BYTES + 1)
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        return b"", f"the file is larger than the {MAX_NOTEBOOK_BYTES} bytes allowed", st
+    return data, None, st
+
+
+def _nbgrader_time(folder: Path) -> str | None:
+    """nbgrader's ``timestamp.txt`` (written by ``nbgrader submit``/``collect``), as ISO UTC."""
+    data, problem, _ = _read(folder / "timestamp.txt")
+    if problem or not data:
+        return None
+    text = data[:100].decode("utf-8", "replace").strip()
+    try:
+        from dateutil.parser import parse
+        when = parse(text)
+    except (ValueError, OverflowError, ImportError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _from_file(path: Path, sid: str, submitted_at: str | None = None) -> Submission:
+    data, problem, st = _read(path)
+    if submitted_at:
+        source = "nbgrader timestamp.txt"
+    elif st is not None:
+        submitted_at, source = _iso(st.st_mtime), "file mtime"
+    else:
+        source = "unknown"
+    return Submission(student_id(sid), path.name, data, str(path), problem, submitted_at, source)
 
 
 def _pick(notebooks: list[Path], assignment: str) -> list[Path]:
@@ -52,72 +108,93 @@ def _pick(notebooks: list[Path], assignment: str) -> list[Path]:
     return named or notebooks
 
 
-def _from_file(path: Path, sid: str) -> Submission:
-    data, problem = _read(path)
-    return Submission(student_id(sid), path.name, data, str(path), problem)
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        return not path.is_symlink() and path.resolve().is_relative_to(root.resolve())
+    except OSError:
+        return False
 
 
 def _from_dir(root: Path, assignment: str) -> list[Submission]:
     subs = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    folders = sorted(p for p in root.iterdir()
+                     if not p.name.startswith(".") and _inside(p, root) and p.is_dir())
+    for folder in folders:
         inner = folder / assignment
-        base = inner if inner.is_dir() else folder
-        notebooks = sorted(p for p in base.glob("*.ipynb") if p.is_file())
+        base = inner if inner.is_dir() and _inside(inner, root) else folder
+        notebooks = sorted(p for p in base.glob("*.ipynb") if _inside(p, root))
         if not notebooks:
-            subs.append(Submission(student_id(folder.name), "", b"", str(folder),
-                                   f"no notebook in {base}"))
+            subs.append(Submission(student_id(folder.name), "", b"", str(folder), f"no notebook in {base.name}/"))
             continue
-        for path in _pick(notebooks, assignment)[:1]:
-            subs.append(_from_file(path, folder.name))
+        path = _pick(notebooks, assignment)[0]
+        subs.append(_from_file(path, folder.name, _nbgrader_time(base)))
     if not subs:  # a folder of loose notebooks
-        subs = [_from_file(p, p.stem) for p in sorted(root.glob("*.ipynb")) if p.is_file()]
+        subs = [_from_file(p, p.stem) for p in sorted(root.glob("*.ipynb")) if _inside(p, root)]
     return subs
 
 
-CANVAS = re.compile(r"^(?P<name>[^_]+)(?:_LATE)?_\d+_\d+_", re.IGNORECASE)
+CANVAS = re.compile(r"^(?P<name>.+?)(?P<late>_LATE)?_(?P<user>\d+)_(?P<sub>\d+)_(?P<file>.+)$", re.IGNORECASE)
+MOODLE = re.compile(r"^(?P<name>.+)_(?P<user>\d+)_assign(?:submission|feedback)_.*$")
 
 
-def _zip_student(member: PurePosixPath) -> str:
+def _zip_identity(member: PurePosixPath) -> tuple[str, int]:
+    """(student id, order key) of a zip member: Moodle folder or Canvas file name, else the stem."""
     if len(member.parts) > 1:
-        top = member.parts[0]
-        return re.sub(r"_\d+_assignsubmission_.*$", "", top)  # Moodle: "Name_123_assignsubmission_file_"
-    match = CANVAS.match(member.name)
-    return match["name"] if match else member.stem
+        m = MOODLE.match(member.parts[0])
+        if m:
+            return f"{m['name']}_{m['user']}", 0
+        return member.parts[0], 0
+    m = CANVAS.match(member.name)
+    if m:
+        return f"{m['name']}_{m['user']}", int(m["sub"])
+    return member.stem, 0
 
 
 def _from_zip(path: Path, assignment: str) -> list[Submission]:
-    subs = []
     try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
-        return [Submission(student_id(path.stem), path.name, path.read_bytes(), str(path),
-                           "not a readable zip file")]
+        fh = os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            fh.close()
+            raise InputError(f"{path}: not a regular file")
+        archive = zipfile.ZipFile(fh)
+    except (zipfile.BadZipFile, OSError):
+        return [Submission(student_id(path.stem), path.name, b"", str(path), "not a readable zip file")]
+    subs = []
     with archive:
-        members = [i for i in archive.infolist()
+        members = [i for i in archive.infolist()[:10_000]
                    if not i.is_dir() and i.filename.endswith(".ipynb") and "__MACOSX" not in i.filename]
-        by_student: dict[str, list[zipfile.ZipInfo]] = {}
+        by_student: dict[str, list[tuple]] = {}
         for info in members:
-            by_student.setdefault(_zip_student(PurePosixPath(info.filename)), []).append(info)
-        for raw, infos in sorted(by_student.items()):
-            infos = [i for i in infos if PurePosixPath(i.filename).stem.endswith(assignment)] or infos
-            info = infos[0]
-            origin = f"{path}:{info.filename}"
-            name = PurePosixPath(info.filename).name
-            if info.file_size > MAX_NOTEBOOK_BYTES:
-                subs.append(Submission(student_id(raw), name, b"", origin, "the notebook is too large"))
-                continue
-            with archive.open(info) as fh:
-                data = fh.read(MAX_NOTEBOOK_BYTES + 1)
-            problem = "the notebook is too large" if len(data) > MAX_NOTEBOOK_BYTES else None
-            subs.append(Submission(student_id(raw), name, data if not problem else b"", origin, problem))
+            raw, order = _zip_identity(PurePosixPath(info.filename))
+            when = dt.datetime(*info.date_time, tzinfo=dt.timezone.utc).isoformat(timespec="seconds") \
+                if info.date_time[0] >= 1980 else None
+            by_student.setdefault(student_id(raw), []).append((when or "", order, info))
+        for sid, entries in sorted(by_student.items()):
+            entries.sort(key=lambda e: (e[0], e[1], e[2].filename))  # oldest first
+            attempts = []
+            for when, _, info in entries:
+                name = PurePosixPath(info.filename).name
+                if info.file_size > MAX_NOTEBOOK_BYTES:
+                    attempts.append((name, b"", when, "the notebook is too large", f"{path}:{info.filename}"))
+                    continue
+                with archive.open(info) as fh:
+                    content = fh.read(MAX_NOTEBOOK_BYTES + 1)
+                problem = "the notebook is too large" if len(content) > MAX_NOTEBOOK_BYTES else None
+                attempts.append((name, b"" if problem else content, when, problem, f"{path}:{info.filename}"))
+            name, content, when, problem, origin = attempts[-1]
+            subs.append(Submission(sid, name, content, origin, problem, when or None,
+                                   "LMS zip entry time" if when else "unknown",
+                                   tuple((a[0], a[1], a[2]) for a in attempts[:-1])))
     return subs
 
 
 def discover(paths: list[str | Path], assignment: str) -> list[Submission]:
-    """All submissions under `paths`, one per student (a repeated id gets a ``-2``, ``-3`` suffix)."""
+    """All submissions under `paths`, one per student; InputError when two would share an id."""
     found: list[Submission] = []
     for raw in paths:
         path = Path(raw)
+        if path.is_symlink():
+            raise InputError(f"{raw}: a symbolic link; give the file or folder itself")
         if path.is_dir():
             found += _from_dir(path, assignment)
         elif path.suffix == ".zip" and path.is_file():
@@ -126,11 +203,12 @@ def discover(paths: list[str | Path], assignment: str) -> list[Submission]:
             found.append(_from_file(path, path.stem))
         else:
             raise InputError(f"{raw}: not a notebook, a submissions folder or a .zip file")
-    seen: dict[str, int] = {}
-    unique = []
+    by_id: dict[str, list[Submission]] = {}
     for sub in found:
-        n = seen[sub.student_id] = seen.get(sub.student_id, 0) + 1
-        if n > 1:
-            sub = Submission(f"{sub.student_id}-{n}", sub.filename, sub.data, sub.origin, sub.problem)
-        unique.append(sub)
-    return unique
+        by_id.setdefault(sub.student_id.casefold(), []).append(sub)
+    clashes = [subs for subs in by_id.values() if len(subs) > 1]
+    if clashes:
+        lines = "; ".join(f"{s[0].student_id!r} from " + ", ".join(x.origin for x in s) for s in clashes[:10])
+        raise InputError(f"submissions that would share a student id (nothing was graded): {lines}. "
+                         "Rename them or grade them in separate runs.")
+    return found

@@ -1,6 +1,6 @@
 """What grading leaves behind: results, feedback, grades.csv, the journal and nbgrader's gradebook.
 
-Per submission, in ``OUT/<student>/``: ``submitted/<name>`` (the bytes as received),
+Per submission, in ``OUT/students/<student>/`` (apart from the grader's own files in ``OUT``): ``submitted/<name>`` (the bytes as received),
 ``results.json`` (points and message per test) and ``feedback.html``; a line in ``OUT/.journal``
 (so a killed run resumes without regrading); and in the course's nbgrader area the gradebook
 scores plus ``autograded/<student>/<assignment>/<notebook>.ipynb``, so that ``nbgrader
@@ -22,10 +22,11 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.inputs import Submission
+from autograder.channel import clean_text
+from autograder.inputs import Submission, student_id
 
 CSV_FIELDS = ["student_id", "assignment", "score", "max_score", "status", "message", "sha256",
-              "graded_at"]
+              "submitted_at", "graded_at"]
 UNSANDBOXED = ("Graded WITHOUT the sandbox (--allow-unsandboxed): the submission ran with the "
                "grader's own permissions.")
 
@@ -33,8 +34,14 @@ UNSANDBOXED = ("Graded WITHOUT the sandbox (--allow-unsandboxed): the submission
 # --------------------------------------------------------------------------- the result record
 def new_result(sub: Submission, assignment) -> dict:
     return {"student_id": sub.student_id, "assignment": assignment.name, "submitted_file": sub.filename,
-            "origin": sub.origin, "sha256": sub.sha256, "seed": assignment.seed, "cell_errors": [],
-            "output": "", "output_bytes": 0}
+            "origin": sub.origin, "sha256": sub.sha256, "submitted_at": sub.submitted_at,
+            "submitted_at_source": sub.time_source, "earlier_attempts": len(sub.earlier),
+            "seed": assignment.seed, "cell_errors": [], "output": "", "output_bytes": 0}
+
+
+def student_dir(out: Path, student_id: str) -> Path:
+    """A student's folder: under OUT/students/, where no id can meet the grader's own files."""
+    return out / "students" / student_id
 
 
 def finish(result: dict, assignment, outcomes: dict, status: str, message: str | None) -> dict:
@@ -49,7 +56,7 @@ def finish(result: dict, assignment, outcomes: dict, status: str, message: str |
         score += points
         tests.append({"grade_id": cell.grade_id, "points": points, "max_points": cell.points,
                       "passed": passed, "cases": cases})
-    if status in ("invalid-notebook", "wrong-assignment", "forbidden-import"):
+    if status in ("invalid-notebook", "wrong-assignment"):
         score = 0.0
         for t in tests:
             t["points"], t["passed"] = 0.0, False
@@ -80,7 +87,8 @@ class Journal:
                     continue  # a line cut short by a kill
 
     def is_done(self, sub: Submission, out: Path) -> bool:
-        return self.done.get(sub.student_id) == sub.sha256 and (out / sub.student_id / "results.json").exists()
+        return self.done.get(sub.student_id) == sub.sha256 and \
+            (student_dir(out, sub.student_id) / "results.json").exists()
 
     def add(self, result: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as fh:
@@ -92,11 +100,12 @@ class Journal:
 
 # --------------------------------------------------------------------------- files per submission
 def keep_submitted(out: Path, sub: Submission) -> None:
-    """The submitted bytes, unchanged, before anything else happens to them."""
-    folder = out / sub.student_id / "submitted"
+    """The submitted bytes (and earlier attempts found with them), unchanged, before anything else."""
+    folder = student_dir(out, sub.student_id) / "submitted"
     folder.mkdir(parents=True, exist_ok=True)
-    name = Path(sub.filename).name or "submission"
-    _atomic_write(folder / name, sub.data)
+    _atomic_write(folder / (student_id(Path(sub.filename).stem) + ".ipynb"), sub.data)
+    for n, (name, data, _) in enumerate(sub.earlier, 1):
+        _atomic_write(folder / f"attempt-{n}-{student_id(Path(name).stem)}.ipynb", data)
 
 
 def feedback_html(result: dict) -> str:
@@ -169,9 +178,12 @@ class Gradebook:
             nb, resources = pp.preprocess(nb, resources)
 
     def record(self, result: dict) -> None:
+        """Scores as ``nbgrader autograde`` records them; the submission's own time, not the grading
+        time, so late flags and late-penalty plugins judge the student by when they submitted."""
         student = result["student_id"]
         self.gb.update_or_create_student(student)
-        when = dt.datetime.fromisoformat(result["graded_at"]).replace(tzinfo=None)
+        when = dt.datetime.fromisoformat(result.get("submitted_at") or result["graded_at"])
+        when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
         self.gb.update_or_create_submission(self.a.name, student, timestamp=when)
         for t in result["tests"]:
             grade = self.gb.find_grade(t["grade_id"], self.notebook, self.a.name, student)
@@ -192,7 +204,10 @@ def released_source(source: Path):
 
 
 def autograded_notebook(sub_nb, assignment, result: dict):
-    """The submission with every test cell replaced by its released version and our verdict."""
+    """The submission with every test cell replaced by its released version and our verdict.
+
+    Nothing the submission stored is rendered in an instructor's browser: its outputs and attachments
+    are dropped and raw HTML in its markdown is shown as text."""
     released = released_source(assignment.source)
     tests = {t["grade_id"]: t for t in result["tests"]}
     by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in released.cells}
@@ -203,8 +218,19 @@ def autograded_notebook(sub_nb, assignment, result: dict):
         if gid in tests:
             nb.cells[i] = _verdict_cell(by_id[gid], tests[gid])
             seen.add(gid)
+        else:
+            _defuse(cell)
     nb.cells += [_verdict_cell(by_id[g], t) for g, t in tests.items() if g not in seen]
+    nb.metadata = {k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info")}
     return nb
+
+
+def _defuse(cell) -> None:
+    cell.pop("attachments", None)
+    if cell.cell_type == "code":
+        cell.outputs, cell.execution_count = [], None
+    elif cell.cell_type in ("markdown", "raw"):
+        cell.source = cell.source.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _verdict_cell(cell, test: dict):
@@ -226,15 +252,34 @@ class Recorder:
         self.gradebook = Gradebook(assignment) if gradebook else None
 
     def save(self, sub: Submission, result: dict, sub_nb=None) -> None:
-        folder = self.out / sub.student_id
+        """Everything for one submission; a failure here is that student's recorded error."""
+        try:
+            self._save(sub, result, sub_nb)
+        except Exception as exc:  # noqa: BLE001 -- one student's record never stops the run
+            error = {**{k: result.get(k) for k in ("student_id", "assignment", "sha256", "submitted_at",
+                                                  "max_score", "graded_at")},
+                     "score": 0.0, "status": "grader-error", "tests": [],
+                     "message": clean_text(f"could not record this submission ({type(exc).__name__}: {exc})")}
+            folder = student_dir(self.out, sub.student_id)
+            folder.mkdir(parents=True, exist_ok=True)
+            _atomic_write(folder / "results.json", json.dumps(error, indent=1, ensure_ascii=True).encode())
+            self.journal.add(error)
+
+    def _save(self, sub: Submission, result: dict, sub_nb) -> None:
+        folder = student_dir(self.out, sub.student_id)
         folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(folder / "results.json", json.dumps(result, indent=1, default=float).encode())
+        _keep_earlier_result(folder, result["sha256"])
+        _atomic_write(folder / "results.json",
+                      json.dumps(result, indent=1, default=float, ensure_ascii=True).encode())
         _atomic_write(folder / "feedback.html", feedback_html(result).encode())
         if self.gradebook is not None:
-            target = self.a.root / "autograded" / sub.student_id / self.a.name / f"{self.a.source.stem}.ipynb"
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target = self.a.root / "autograded" / sub.student_id / self.a.name
+            target.mkdir(parents=True, exist_ok=True)
             nb = autograded_notebook(sub_nb, self.a, result)
-            _atomic_write(target, nbformat.writes(nb).encode())
+            _atomic_write(target / f"{self.a.source.stem}.ipynb", nbformat.writes(nb).encode())
+            when = dt.datetime.fromisoformat(result.get("submitted_at") or result["graded_at"])
+            _atomic_write(target / "timestamp.txt",  # as nbgrader writes it; release_feedback needs it
+                          when.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f %Z").encode())
             self.gradebook.record(result)
         self.journal.add(result)
 
@@ -243,12 +288,35 @@ class Recorder:
             self.gradebook.close()
 
 
+def _keep_earlier_result(folder: Path, sha256: str) -> None:
+    """A different, earlier submission's results move to attempts/<sha>/ instead of being overwritten."""
+    previous = folder / "results.json"
+    try:
+        old_sha = json.loads(previous.read_text(encoding="utf-8")).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return
+    if old_sha and old_sha != sha256:
+        keep = folder / "attempts" / str(old_sha)[:16]
+        keep.mkdir(parents=True, exist_ok=True)
+        for name in ("results.json", "feedback.html"):
+            if (folder / name).exists():
+                os.replace(folder / name, keep / name)
+
+
 def write_csv(out: Path) -> list[dict]:
-    """grades.csv from every results.json under `out` (this run's and earlier ones)."""
+    """grades.csv from every results.json under `out` (this run's and earlier ones); a results file
+    that cannot be read becomes a row saying so."""
     rows = []
-    for path in sorted(out.glob("*/results.json")):
-        r = json.loads(path.read_text(encoding="utf-8"))
-        rows.append({k: r.get(k) for k in CSV_FIELDS})
+    for path in sorted((out / "students").glob("*/results.json")):
+        try:
+            r = json.loads(path.read_text(encoding="utf-8"))
+            row = {k: r.get(k) for k in CSV_FIELDS}
+            row["score"], row["max_score"] = float(row["score"]), float(row["max_score"] or 0)
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            row = {k: None for k in CSV_FIELDS} | {"student_id": path.parent.name, "score": 0.0,
+                                                  "max_score": 0.0, "status": "grader-error",
+                                                  "message": f"results.json unreadable ({type(exc).__name__})"}
+        rows.append({k: clean_text(v, 500) if isinstance(v, str) else v for k, v in row.items()})
     tmp = out / ".grades.csv.tmp"
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, CSV_FIELDS)

@@ -183,6 +183,10 @@ class Cgroups:
                                          f"({exc.strerror})")) from None
         found = cls(bases, v2)
         found.clean_stale()
+        found.janitor = subprocess.Popen(  # removes this run's cgroups even if the grader is killed
+            [sys.executable, "-I", "-m", "autograder.sandbox", "janitor", str(os.getpid()), str(int(v2)),
+             *map(str, bases.values())], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, cwd="/", env={"PATH": "/usr/bin:/bin"}, start_new_session=True)
         return found
 
     @staticmethod
@@ -204,13 +208,21 @@ class Cgroups:
         group.make(limits)
         return group
 
-    def clean_stale(self) -> None:
-        """Remove the cgroups of runs whose grader is gone (e.g. killed with -9)."""
+    def clean_stale(self, owner: int | None = None) -> None:
+        """Remove the cgroups of runs whose grader is gone (e.g. killed with -9), or of `owner`'s run."""
         for controller, base in self.bases.items():
             for folder in base.iterdir() if base.is_dir() else ():
-                owner = folder.name.split("-")[0]
-                if folder.is_dir() and owner.isdigit() and not _alive(int(owner)):
+                pid = folder.name.split("-")[0]
+                if folder.is_dir() and pid.isdigit() and (int(pid) == owner if owner else not _alive(int(pid))):
                     Cgroup({controller: folder}, self.v2).destroy()
+
+    def close(self) -> None:
+        """The run is over: its janitor checks once more and leaves."""
+        janitor = getattr(self, "janitor", None)
+        if janitor is not None:
+            janitor.stdin.close()
+            janitor.wait()
+            self.janitor = None
 
 
 def _alive(pid: int) -> bool:
@@ -252,9 +264,9 @@ class Cgroup:
             self._write("cpu", "cpu.cfs_period_us", 100000, optional=True)
             self._write("cpu", "cpu.cfs_quota_us", int(100000 * limits.cpus), optional=True)
 
-    def add(self, pid: int) -> None:
-        for controller in self.dirs:
-            self._write(controller, "cgroup.procs", pid)
+    def procs_fds(self) -> list[int]:
+        """Open `cgroup.procs` files: the zygote's child writes "0" to them to join."""
+        return [os.open(d / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC) for d in self.dirs.values()]
 
     def pids(self) -> set[int]:
         found = set()
@@ -342,6 +354,8 @@ def check_host(sandbox: bool) -> Cgroups | None:
 class Worker:
     """One pre-warmed zygote: imports paid once, a fresh isolated process per submission."""
 
+    command = [sys.executable, "-I", "-m", "autograder.zygote"]  # + the control socket's fd
+
     def __init__(self, index: int, setup: Setup, limits: Limits, log: Path):
         self.index, self.setup, self.limits, self.log = index, setup, limits, log
         self.proc = self.control = None
@@ -366,9 +380,10 @@ class Worker:
         self.control, theirs = socket.socketpair()
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-m", "autograder.zygote", str(theirs.fileno())],
+                [*self.command, str(theirs.fileno())],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/",
-                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, start_new_session=True)
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "AUTOGRADER_PARENT": str(os.getpid())},
+                start_new_session=True)
         theirs.close()
         send_frame(self.control, cfg)
 
@@ -392,15 +407,19 @@ class Worker:
         """A fresh process for one submission, in its own cgroup, running `cells`."""
         if not self.alive():
             self.start()
-        send_frame(self.control, {"op": "spawn"})
-        reply, fds = recv_frame(self.control, 1 << 16, want_fds=1)
-        channel = socket.socket(fileno=fds[0])
         self.spawned += 1
         group = None
+        if self.setup.cgroups is not None:
+            group = self.setup.cgroups.create(f"{os.getpid()}-{self.index}-{self.spawned}", self.limits)
+        procs = group.procs_fds() if group is not None else []
         try:
-            if self.setup.cgroups is not None:
-                group = self.setup.cgroups.create(f"{os.getpid()}-{self.index}-{self.spawned}", self.limits)
-                group.add(reply["pid"])
+            send_frame(self.control, {"op": "spawn"}, fds=procs)
+        finally:
+            for fd in procs:
+                os.close(fd)
+        reply, fds = recv_frame(self.control, 1 << 16, want_fds=1)
+        channel = socket.socket(fileno=fds[0])
+        try:
             out_r, out_w = os.pipe()
             try:
                 send_frame(channel, {"cells": [list(c) for c in cells]}, fds=[out_w])
@@ -541,7 +560,7 @@ class Run:
         """End the submission (whatever state it is in) and everything it started; how it ended."""
         if self.exit is None:
             try:
-                os.kill(self.pid, signal.SIGKILL)  # PID 1 of its namespace: the rest die with it
+                os.kill(self.pid, signal.SIGKILL)  # the init of its PID namespace: the rest die with it
             except ProcessLookupError:
                 pass
             self.channel.close()
@@ -564,3 +583,14 @@ def memory_error(output) -> bool:
     return is_error(output) and (output["__error__"] == "MemoryError"
                                  or "can't allocate memory" in output["message"]
                                  or "not enough memory" in output["message"])
+
+
+def janitor(owner: int, v2: bool, bases: list[str]) -> None:
+    """Wait until the grader `owner` ends (its end of our stdin closes), then remove its cgroups."""
+    sys.stdin.buffer.read()
+    names = ["v2"] if v2 else list(Cgroups.V1)
+    Cgroups(dict(zip(names, map(Path, bases))), v2).clean_stale(owner)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["janitor"]:
+    janitor(int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4:])

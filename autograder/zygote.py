@@ -76,10 +76,10 @@ def prctl(option: int, arg: int = 0) -> None:
     _check(_libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), f"prctl({option})")
 
 
-def die_with_parent() -> None:
-    """SIGKILL when the parent process ends (e.g. the grader itself is killed)."""
+def die_with_parent(parent: int) -> None:
+    """SIGKILL when the parent process (pid `parent`, taken before the fork) ends."""
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() == 1:  # the parent was already gone before the line above
+    if os.getppid() != parent:  # the parent was already gone before the line above
         os._exit(1)
 
 
@@ -234,17 +234,21 @@ def describe_exit(code: int) -> str:
 def serve(control: socket.socket, cfg: dict) -> None:
     while True:
         try:
-            msg = recv_frame(control, 1 << 16)
+            msg, cgroup_fds = recv_frame(control, 1 << 16, want_fds=4)
         except (EOFError, ValueError):
             return
         if msg.get("op") == "spawn":
             parent_end, child_end = socket.socketpair()
             report_r, report_w = os.pipe()
+            zygote = os.getpid()
             pid = os.fork()
             if pid == 0:
+                die_with_parent(zygote)
                 control.close(), parent_end.close(), os.close(report_r)
-                intermediate(child_end, report_w, cfg)  # never returns
+                intermediate(child_end, report_w, cgroup_fds, cfg)  # never returns
             child_end.close(), os.close(report_w)
+            for fd in cgroup_fds:
+                os.close(fd)
             with os.fdopen(report_r, "rb") as report:
                 grandchild = int(report.read(32) or b"0")
             send_frame(control, {"pid": grandchild, "child": pid}, fds=[parent_end.fileno()])
@@ -254,26 +258,56 @@ def serve(control: socket.socket, cfg: dict) -> None:
             send_frame(control, {"exit": describe_exit(os.waitstatus_to_exitcode(status))})
 
 
-def intermediate(channel: socket.socket, report_w: int, cfg: dict) -> None:
-    """C: new PID (and per-submission mount, IPC, UTS, network) namespaces, then G inside them.
-
-    Exits with G's wait status folded into an exit code: 128 + signal when G was killed."""
+def intermediate(channel: socket.socket, report_w: int, cgroup_fds: list[int], cfg: dict) -> None:
+    """C: joins the submission's cgroup (the `cgroup.procs` files it was handed), enters new PID,
+    mount, IPC, UTS and network namespaces, and starts their init; reports the init's pid and exits
+    with the submission's exit code (128 + signal number when it was killed)."""
     code = 70
     try:
-        die_with_parent()
+        for fd in cgroup_fds:  # before any fork: all the submission's processes are inside
+            os.write(fd, b"0")
+            os.close(fd)
         if cfg["sandbox"]:
             unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET)
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
+            if not cfg["sandbox"]:
+                die_with_parent(parent)  # in a new PID namespace the parent is outside it: see init
             os.close(report_w)
-            submission(channel, cfg)  # never returns
+            init(channel, cfg)  # never returns
         channel.close()
         os.write(report_w, str(pid).encode())
         os.close(report_w)
         _, status = os.waitpid(pid, 0)
-        code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        code = os.waitstatus_to_exitcode(status)
+        code = 128 - code if code < 0 else code
     except BaseException:  # noqa: BLE001 -- never return into the zygote's loop
         code = 72
+    os._exit(code)
+
+
+def init(channel: socket.socket, cfg: dict) -> None:
+    """PID 1 of the submission's namespace: private mounts, then the submission's process G; reaps
+    orphans; when G ends, it ends, and the kernel ends everything else in the namespace."""
+    code = 73
+    try:
+        if cfg["sandbox"]:
+            die_with_parent(0)  # C lives outside this PID namespace: getppid() reads 0
+            private_mounts(cfg)
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            submission(channel, parent, cfg)  # never returns
+        channel.close()
+        while True:
+            done, status = os.waitpid(-1, 0)
+            if done == pid:
+                code = os.waitstatus_to_exitcode(status)
+                code = 128 - code if code < 0 else code
+                break
+    except BaseException:  # noqa: BLE001 -- never return into the zygote's loop
+        pass
     os._exit(code)
 
 
@@ -295,7 +329,7 @@ def private_mounts(cfg: dict) -> None:
     os.makedirs(WORKDIR, exist_ok=True)
 
 
-def submission(channel: socket.socket, cfg: dict) -> None:
+def submission(channel: socket.socket, parent: int, cfg: dict) -> None:
     code = 70
     try:
         os.setsid()
@@ -304,7 +338,6 @@ def submission(channel: socket.socket, cfg: dict) -> None:
         os.close(null)
         signal.signal(signal.SIGTERM, signal.SIG_DFL), signal.signal(signal.SIGINT, signal.SIG_DFL)
         if cfg["sandbox"]:
-            private_mounts(cfg)
             os.chown(WORKDIR, cfg["uid"], cfg["uid"])
             os.chdir(WORKDIR)
             limit(cfg)
@@ -317,7 +350,7 @@ def submission(channel: socket.socket, cfg: dict) -> None:
             drop_capabilities()
         else:
             limit(cfg)
-        die_with_parent()  # a uid change clears it, so set it after
+        die_with_parent(parent)  # a uid change clears it, so set it after
         os.environ.clear()
         os.environ.update(cfg["env"], HOME=WORKDIR)
         code = run(channel, cfg)
@@ -362,7 +395,7 @@ def run(channel: socket.socket, cfg: dict) -> int:
 
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
-    die_with_parent()
+    die_with_parent(int(os.environ.get("AUTOGRADER_PARENT", os.getppid())))
     cfg = recv_frame(control, 1 << 24)
     try:
         layers = setup(cfg)

@@ -21,7 +21,7 @@ from submissions import FIXTURE_COURSE, WRONG_TINY, submission  # noqa: E402
 
 from autograder.__main__ import main  # noqa: E402
 from autograder.grade import load_assignment, prepare  # noqa: E402
-from autograder.inputs import discover  # noqa: E402
+from autograder.inputs import InputError, discover  # noqa: E402
 from autograder.sandbox import Worker  # noqa: E402
 
 SOURCE = FIXTURE_COURSE / "solutions" / "tiny" / "tiny.ipynb"
@@ -57,17 +57,23 @@ def test_discovers_every_accepted_layout(tmp_path):
     subs = discover([tmp_path / "nbgrader", tmp_path / "flat", tmp_path / "eve.ipynb", tmp_path / "lms.zip"], "tiny")
     got = {s.student_id: (s.data, s.problem) for s in subs}
     assert got == {"ann": (b"ann", None), "bob": (b"bob", None), "cy": (b"cy", None),
-                   "dee": (b"", got["dee"][1]), "eve": (b"eve", None), "fay": (b"fay", None),
-                   "Gus_Ho": (b"gus", None)}
+                   "dee": (b"", got["dee"][1]), "eve": (b"eve", None), "fay_12345": (b"fay", None),
+                   "Gus_Ho_555": (b"gus", None)}
     assert "no notebook" in got["dee"][1]
 
 
-def test_repeated_student_ids_are_kept_apart(tmp_path):
+def test_repeated_student_ids_are_refused_not_renamed(tmp_path, course, capsys):
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     (tmp_path / "a" / "sam.ipynb").write_bytes(b"1")
     (tmp_path / "b" / "sam.ipynb").write_bytes(b"2")
-    subs = discover([tmp_path / "a" / "sam.ipynb", tmp_path / "b" / "sam.ipynb"], "tiny")
-    assert [(s.student_id, s.data) for s in subs] == [("sam", b"1"), ("sam-2", b"2")]
+    (tmp_path / "b" / "sam-2.ipynb").write_bytes(b"3")
+    paths = [str(tmp_path / "a" / "sam.ipynb"), str(tmp_path / "b" / "sam.ipynb"), str(tmp_path / "b" / "sam-2.ipynb")]
+    with pytest.raises(InputError, match="share a student id"):
+        discover(paths, "tiny")
+    assert main(["grade", "tiny", *paths, "--out", str(tmp_path / "out"), "--root", str(course)]) == 2
+    err = capsys.readouterr().err
+    assert "'sam'" in err and "a/sam.ipynb" in err and "b/sam.ipynb" in err
+    assert not (tmp_path / "out" / "grades.csv").exists()
 
 
 def test_unknown_assignment_and_bad_path_exit_2(course, tmp_path, capsys):
@@ -97,8 +103,8 @@ def test_refuses_without_a_sandbox_layer(course, tmp_path, monkeypatch, capsys):
                  "--root", str(course)])
     err = capsys.readouterr().err
     assert code == 2
-    assert "Refusing to grade" in err and "network and mount namespaces could not be created" in err
-    assert not (tmp_path / "out" / "ann" / "results.json").exists()
+    assert "Refusing to grade" in err and "the namespace layer is missing" in err
+    assert not (tmp_path / "out" / "students" / "ann" / "results.json").exists()
 
 
 def test_allow_unsandboxed_grades_and_says_so_in_every_feedback(course, tmp_path, monkeypatch):
@@ -110,8 +116,8 @@ def test_allow_unsandboxed_grades_and_says_so_in_every_feedback(course, tmp_path
     assert code == 0
     assert {k: v["score"] for k, v in rows(tmp_path / "out").items()} == {"ann": "3", "bob": "0"}
     for sid in ("ann", "bob"):
-        assert "WITHOUT the sandbox" in (tmp_path / "out" / sid / "feedback.html").read_text()
-        assert json.loads((tmp_path / "out" / sid / "results.json").read_text())["sandbox"]["enabled"] is False
+        assert "WITHOUT the sandbox" in (tmp_path / "out" / "students" / sid / "feedback.html").read_text()
+        assert json.loads((tmp_path / "out" / "students" / sid / "results.json").read_text())["sandbox"]["enabled"] is False
 
 
 # --------------------------------------------------------------------------- fairness on the fixture
@@ -168,8 +174,11 @@ def test_a_changed_submission_is_regraded(course, tmp_path):
     assert main(args) == 0 and rows(tmp_path / "out")["ann"]["score"] == "0"
     nb.write_bytes(REFERENCE)
     assert main(args) == 0 and rows(tmp_path / "out")["ann"]["score"] == "3"
-    kept = tmp_path / "out" / "ann" / "submitted" / "ann.ipynb"
+    kept = tmp_path / "out" / "students" / "ann" / "submitted" / "ann.ipynb"
     assert kept.read_bytes() == REFERENCE
+    # the earlier, different submission's result is kept, not overwritten
+    earlier = list((tmp_path / "out" / "students" / "ann" / "attempts").glob("*/results.json"))
+    assert [json.loads(p.read_text())["score"] for p in earlier] == [0.0]
 
 
 def test_progress_bar_only_on_a_terminal():

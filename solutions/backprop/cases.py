@@ -36,9 +36,9 @@ def expected_with(driver, names, impls=None):
     return run
 
 
-def case(driver, names, inputs, judge, visible=False, timeout=10.0):
+def case(driver, names, inputs, judge, visible=False, timeout=10.0, requires=()):
     return Case(driver=driver, inputs=inputs, expected=expected_with(driver, names), judge=judge,
-                visible=visible, timeout=timeout)
+                visible=visible, timeout=timeout, requires=requires)
 
 
 def variants(driver, names, wrong):
@@ -117,7 +117,8 @@ CASES = {
                            Close(**F32, mistakes=linear_mistakes)),
     "Linear.square": case("layer", [], layer_inputs("Linear", 6, 5, 5), Close(**F64, mistakes=linear_mistakes)),
     "Linear.unchanged_args": case("layer", [], layer_inputs("Linear", 3, 4, 2),
-                                  Close(**F64, immutable=True, mistakes=linear_mistakes)),
+                                  Close(**F64, immutable=True, mistakes=linear_mistakes),
+                                  requires=("Linear.float32", "Linear.square")),
     "ReLU.visible": case("layer", [], layer_inputs("ReLU", 3, 4, None), Close(**F64, mistakes=relu_mistakes),
                          visible=True),
     "ReLU.float32": case("layer", [], layer_inputs("ReLU", 5, 6, None, np.float32),
@@ -236,7 +237,8 @@ CASES |= {
                                          Close(**NUMGRAD, mistakes=numgrad_mistakes)),
     "numerical_gradient.unchanged_x": case("numerical_gradient", ["numerical_gradient"],
                                            numgrad_inputs("weighted_sin", (2, 2), 1e-4),
-                                           Close(**NUMGRAD, immutable=True, mistakes=numgrad_mistakes)),
+                                           Close(**NUMGRAD, immutable=True, mistakes=numgrad_mistakes),
+                                           requires=("numerical_gradient.matrix",)),
 }
 
 

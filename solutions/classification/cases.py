@@ -22,8 +22,8 @@ F32 = dict(rtol=1e-4, atol=1e-6)
 DIGITS_THRESHOLD = 0.90
 
 
-def case(fn, inputs, judge, visible=False, driver="call"):
-    return Case(driver=driver, inputs=inputs, judge=judge, visible=visible,
+def case(fn, inputs, judge, visible=False, driver="call", requires=()):
+    return Case(driver=driver, inputs=inputs, judge=judge, visible=visible, requires=requires,
                 expected=lambda inp: reference_outputs(driver, fn, getattr(ref, fn), inp))
 
 
@@ -134,7 +134,7 @@ CASES = {
                           Close(**F64)),
     "one_hot.errors": case("one_hot", lambda rng: {"fn": "one_hot", "calls": [
         [[np.array([0, 3, 1]), 3], {}], [[np.array([0, -1]), 3], {}], [[np.array([5]), 2], {}]]}, Raises(),
-        driver="call_each"),
+        driver="call_each", requires=("one_hot.random",)),
     # softmax
     "softmax.visible": case("softmax", only_logits("softmax", logits(None, fixed=VISIBLE)),
                             Close(**F64, mistakes=softmax_mistakes), visible=True),
@@ -143,7 +143,8 @@ CASES = {
     "softmax.extreme": case("softmax", only_logits("softmax", logits(None, fixed=EXTREME)),
                             Close(**F64, mistakes=softmax_mistakes)),
     "softmax.unchanged_args": case("softmax", only_logits("softmax", logits((7, 3))),
-                                   Close(**F64, immutable=True, mistakes=softmax_mistakes)),
+                                   Close(**F64, immutable=True, mistakes=softmax_mistakes),
+                                   requires=("softmax.float32_3d",)),
     # log_softmax
     "log_softmax.visible": case("log_softmax", only_logits("log_softmax", logits(None, fixed=VISIBLE)),
                                 Close(**F64, mistakes=log_softmax_mistakes), visible=True),

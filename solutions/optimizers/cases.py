@@ -20,8 +20,8 @@ F64 = dict(rtol=1e-6, atol=1e-9)
 F32 = dict(rtol=2e-4, atol=1e-5)
 
 
-def case(driver, fn, inputs, judge, visible=False):
-    return Case(driver=driver, inputs=inputs, judge=judge, visible=visible,
+def case(driver, fn, inputs, judge, visible=False, requires=()):
+    return Case(driver=driver, inputs=inputs, judge=judge, visible=visible, requires=requires,
                 expected=lambda inp: reference_outputs(driver, fn, getattr(ref, fn), inp))
 
 
@@ -81,7 +81,7 @@ def optimizer_cases(fn, wrong, defaults, eps_inside=None):
         f"{fn}.float32": case("optimizer_trajectory", fn, trajectory(fn, (2, 3), np.float32, 20, defaults),
                               Close(**F32, mistakes=mistakes)),
         f"{fn}.unchanged_args": case("optimizer_trajectory", fn, trajectory(fn, (4,), np.float64, 3, defaults),
-                                     Close(**F64, immutable=True, mistakes=mistakes)),
+                                     Close(**F64, immutable=True, mistakes=mistakes), requires=(f"{fn}.float32",)),
     }
     if eps_inside is not None:  # large eps and small gradients: eps inside or outside the root differ
         cases[f"{fn}.large_eps"] = case("optimizer_trajectory", fn,
@@ -229,7 +229,8 @@ CASES |= {
         Close(**F64, mistakes=warmup_mistakes)),
     "warmup_cosine_lr.errors": case("call_each", "warmup_cosine_lr", lambda rng: {
         "fn": "warmup_cosine_lr", "calls": [[[-1, 100, 10, 0.1], {}], [[101, 100, 10, 0.1], {}],
-                                            [[5, 100, 200, 0.1], {}], [[0, 100, -1, 0.1], {}]]}, Raises()),
+                                            [[5, 100, 200, 0.1], {}], [[0, 100, -1, 0.1], {}]]}, Raises(),
+        requires=("warmup_cosine_lr.values",)),
     "transformer_lr.visible": case("call_many", "transformer_lr", schedule_calls(
         "transformer_lr", lambda rng: [512, 4000], lambda a, rng: [1, 2, 100, 3999, 4000, 4001, 10**5]),
         Close(**F64, mistakes=noam_mistakes), visible=True),
@@ -238,5 +239,6 @@ CASES |= {
         lambda a, rng: sorted({1, a[1], a[1] + 1, *map(int, rng.integers(1, 4 * a[1], 30))})),
         Close(**F64, mistakes=noam_mistakes)),
     "transformer_lr.errors": case("call_each", "transformer_lr", lambda rng: {
-        "fn": "transformer_lr", "calls": [[[0, 512, 4000], {}], [[-3, 512, 4000], {}]]}, Raises()),
+        "fn": "transformer_lr", "calls": [[[0, 512, 4000], {}], [[-3, 512, 4000], {}]]}, Raises(),
+        requires=("transformer_lr.values",)),
 }
