@@ -45,7 +45,7 @@ ENV = {"PATH": "/nonexistent", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "OMP_NUM_
 @dataclass
 class Limits:
     timeout: float = 300.0  # wall seconds per submission (executing the notebook + all calls)
-    memory_mb: int = 4096  # memory of the whole submission (cgroup); also each process's address space
+    memory_mb: int = 4096  # memory of the whole submission, all its processes together (cgroup)
     max_procs: int = 64  # processes and threads of the whole submission (cgroup)
     cpus: float = 1.0  # CPU share of the whole submission (cgroup)
     max_output: int = 1 << 20  # bytes the submission may print
@@ -374,7 +374,7 @@ class Worker:
             self.uid, self.lease = lease_uid()
         cfg = {"sandbox": self.setup.sandbox, "root": root, "uid": self.uid, "binds": self.setup.binds,
                "devices": DEVICES, "masks": masks(), "prewarm": self.setup.prewarm, "env": ENV,
-               "memory_mb": self.limits.memory_mb, "cpu_seconds": int(self.limits.timeout) + 5,
+               "cpu_seconds": int(self.limits.timeout) + 5,
                "max_file_bytes": self.limits.max_file_bytes, "tmp_mb": self.limits.tmp_mb,
                "max_cells_bytes": 64 << 20, "max_request_bytes": 256 << 20}
         self.control, theirs = socket.socketpair()

@@ -190,6 +190,7 @@ def prewarm(modules: list[str], cfg_env: dict) -> None:
     from traitlets.config import Config
     config = Config()
     config.HistoryManager.enabled = False
+    config.InteractiveShell.colors = "NoColor"  # plain tracebacks in the feedback
     InteractiveShell.instance(config=config)  # each child gets its own namespace
     import autograder.drivers  # noqa: F401
     for name in modules:
@@ -313,7 +314,8 @@ def init(channel: socket.socket, cfg: dict) -> None:
 
 # --------------------------------------------------------------------------- the submission's process
 def limit(cfg: dict) -> None:
-    for res, value in ((resource.RLIMIT_AS, cfg["memory_mb"] << 20), (resource.RLIMIT_CPU, cfg["cpu_seconds"]),
+    # memory is bounded for all the submission's processes together by its cgroup, not per process
+    for res, value in ((resource.RLIMIT_CPU, cfg["cpu_seconds"]),
                        (resource.RLIMIT_FSIZE, cfg["max_file_bytes"]), (resource.RLIMIT_NOFILE, 256),
                        (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(res, (value, value))
