@@ -131,6 +131,7 @@ def grade(args) -> int:
 
 
 def main(argv=None) -> int:
+    """``autograder grade ...`` (the console script) or ``python -P -m autograder grade ...``."""
     args = parser().parse_args(argv)
     if args.command == "grade":
         return grade(args)
