@@ -79,8 +79,8 @@ def test_test_cells_rejects_anything_but_check_calls(tmp_path, source):
 
 
 # ----------------------------------------------------------------------------- judges
-def _out(result, error=None, modified=False):
-    return {"result": result, "error": error, "modified": modified}
+def _out(result, error=None, again=None):
+    return {"result": result, "error": error, **({} if again is None else {"again": again})}
 
 
 def test_close_accepts_within_tolerance_and_names_the_matching_mistake():
@@ -99,8 +99,11 @@ def test_close_checks_dtype_and_immutability_when_asked():
     exp = {"result": np.array([1.0], dtype=np.float32)}
     assert "dtype float64, expected float32" in Close()({}, _out(np.array([1.0])), exp)
     assert Close(dtype=False)({}, _out(np.array([1.0])), exp) is None
-    assert Close()({}, _out(np.array([1.0], np.float32), modified=True), exp) is None
-    assert "in place" in Close(immutable=True)({}, _out(np.array([1.0], np.float32), modified=True), exp)
+    same, changed = np.array([1.0], np.float32), np.array([2.0], np.float32)
+    assert Close()({}, _out(same, again=changed), exp) is None  # only looked at when asked
+    assert Close(immutable=True)({}, _out(same, again=same), exp) is None
+    assert "in place" in Close(immutable=True)({}, _out(same, again=changed), exp)
+    assert "in place" in Close(immutable=True)({}, _out(same), exp)  # no second result: not credited
 
 
 def test_judges_round_trip_through_data_without_reference_code():
@@ -132,8 +135,8 @@ def test_call_reports_results_errors_and_in_place_changes():
         raise KeyError("nope")
 
     ns = {"scale": scale, "boom": boom}
-    out = drivers.call(ns, "scale", [np.ones(2)], {"k": 3.0})
-    assert out["modified"] is True and out["result"].tolist() == [3.0, 3.0]
+    out = drivers.call(ns, "scale", [np.ones(2)], {"k": 3.0}, again=True)  # the same array, twice
+    assert out["result"].tolist() == [3.0, 3.0] and out["again"].tolist() == [9.0, 9.0]
     assert drivers.call(ns, "boom", [np.ones(2)])["error"]["__error__"] == "KeyError"
     assert drivers.call(ns, "missing", [])["error"]["__error__"] == "NameError"
     assert decode(encode(drivers.call(ns, "scale", [np.ones(2)])))["result"].tolist() == [2.0, 2.0]
@@ -150,7 +153,7 @@ def test_optimizer_trajectory_runs_gradient_descent_on_the_quadratic():
     for _ in range(3):
         theta = theta - 0.5 * (A @ theta - b)
         expected.append(theta)
-    assert out["error"] is None and out["modified"] is False
+    assert out["error"] is None and "again" not in out
     assert out["result"].dtype == np.float32 and np.allclose(out["result"], expected)
 
 
@@ -162,8 +165,17 @@ def test_optimizer_trajectory_reports_in_place_update_and_bad_state():
     def no_state(theta, g, state):
         return theta, None
 
+    def reuses_its_state(theta, g, state, lr=0.1):  # its own buffers: fine
+        m = state.setdefault("m", np.zeros_like(theta))
+        m *= 0.5
+        m += g
+        return theta - lr * m, state
+
     args = (np.ones(3), np.eye(3), np.zeros(3), 2)
-    assert drivers.optimizer_trajectory({"f": inplace}, "f", *args)["modified"] is True
+    out = drivers.optimizer_trajectory({"f": inplace}, "f", *args, again=True)
+    assert not np.allclose(out["result"], out["again"])  # the second call saw the changed theta
+    out = drivers.optimizer_trajectory({"f": reuses_its_state}, "f", *args, again=True)
+    assert np.array_equal(out["result"], out["again"])
     assert drivers.optimizer_trajectory({"f": no_state}, "f", *args)["error"]["__error__"] == "TypeError"
 
 
