@@ -45,7 +45,7 @@ ALLOWED = {
     ("momentum", "0.005"): "a learning rate of the grid, a setting",
     ("momentum", "0.1"): "a learning rate, a setting",
     ("momentum", "0.2"): "an effective step of the grid, a setting",
-    ("adaptive-lr", "0.01"): "the curvature c of the surface, a constant of the equation",
+    ("adaptive-lr", "0.01"): "the curvature c of the surface, and the gentle slope of the walk: constants",
     ("adaptive-lr", "0.2"): "Adagrad's learning rate, a setting",
     ("adaptive-lr", "0.3"): "the exercise's learning rate, a setting",
     ("adaptive-lr", "0.15"): "eta/2 for the exercise's eta = 0.3, derived from the 2-cycle formula",
