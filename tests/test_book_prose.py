@@ -164,3 +164,21 @@ def test_the_scan_finds_typed_results_and_ignores_glue():
     ])
     numbers = [num for _, num, _ in hand_typed_numbers(chapter)]
     assert numbers == ["0.31", "six", "3", "12 %", "690"]
+
+
+def test_each_glossary_term_sits_under_the_chapter_that_first_uses_it():
+    """The glossary groups terms by the chapter that introduces them (book/_glossary/<chapter>.md)."""
+    import yaml
+    order = [e["file"].split("/")[-1] for e in yaml.safe_load((ROOT / "_toc.yml").read_text())["chapters"]]
+    placed = {}
+    for part in (ROOT / "book" / "_glossary").glob("*.md"):
+        for term in re.findall(r"^([^\s`][^\n]*)\n  ", part.read_text(encoding="utf-8"), re.M):
+            placed[term.strip().lower()] = part.stem
+    first = {}
+    for chapter in order:
+        source = ROOT / "book" / f"{chapter}.md"
+        for ref in re.findall(r"\{term\}`([^`]*)`", source.read_text(encoding="utf-8")):
+            target = re.search(r"<(.*)>", ref)
+            first.setdefault((target.group(1) if target else ref).lower(), chapter)
+    misplaced = {t: (g, first.get(t)) for t, g in placed.items() if first.get(t) != g}
+    assert not misplaced, f"term: (glossary section, first chapter using it): {misplaced}"
