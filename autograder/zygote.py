@@ -103,6 +103,45 @@ def drop_capabilities() -> None:
     prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
+# --------------------------------------------------------------------------- system calls refused
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+# x86-64 numbers: namespaces and mounts (no way into a user namespace of its own, where it would
+# hold capabilities again), and kernel interfaces a notebook never needs.
+REFUSED_SYSCALLS = {"unshare": 272, "setns": 308, "mount": 165, "umount2": 166, "pivot_root": 155,
+                    "chroot": 161, "keyctl": 250, "add_key": 248, "request_key": 249, "bpf": 321,
+                    "userfaultfd": 323, "perf_event_open": 298, "io_uring_setup": 425, "ptrace": 101}
+SYS_CLONE, SYS_CLONE3, CLONE_NEW_ANY = 56, 435, 0x7E020000  # every CLONE_NEW* flag
+
+
+def refuse_syscalls() -> bool:
+    """A seccomp filter: the calls above fail with EPERM, clone with a CLONE_NEW* flag too, clone3
+    with ENOSYS (its flags cannot be inspected; the C library then falls back to clone). x86-64
+    only; elsewhere returns False and the other layers stand alone."""
+    import platform
+    if platform.machine() != "x86_64":
+        return False
+    ld, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06
+    allow, errno_eperm, errno_enosys, kill = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38, 0x80000000
+    prog = [(ld, 0, 0, 4), (jeq, 1, 0, 0xC000003E), (ret, 0, 0, kill),  # arch must be x86-64
+            (ld, 0, 0, 0)]  # the syscall number
+    for nr in REFUSED_SYSCALLS.values():
+        prog += [(jeq, 0, 1, nr), (ret, 0, 0, errno_eperm)]
+    prog += [(jeq, 0, 1, SYS_CLONE3), (ret, 0, 0, errno_enosys),
+             (jeq, 0, 3, SYS_CLONE), (ld, 0, 0, 16), (jset, 0, 1, CLONE_NEW_ANY), (ret, 0, 0, errno_eperm),
+             (ret, 0, 0, allow)]
+    filters = (_SockFilter * len(prog))(*[_SockFilter(*ins) for ins in prog])
+    fprog = _SockFprog(len(prog), filters)
+    _check(_libc.prctl(22, 2, ctypes.byref(fprog), 0, 0), "seccomp")  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+    return True
+
+
 # --------------------------------------------------------------------------- the allow-list root
 def write_id_maps(outer_uid: int, outer_gid: int, inner: int) -> None:
     """In a fresh user namespace, map `inner` to our own outer uid and gid (all an unprivileged
@@ -218,6 +257,7 @@ def setup(cfg: dict) -> list[str]:
     prctl(PR_SET_DUMPABLE, 0)
     prewarm(cfg["prewarm"], cfg["env"])
     return layers + ["PID namespace per submission", "private /tmp per submission",
+                     "seccomp filter (no namespaces, mounts, keyrings, bpf, ptrace)",
                      "no capabilities" + (f", uid {cfg['uid']}" if cfg["root"] else ""),
                      "cgroup per submission (memory, processes, CPU)"]
 
@@ -350,6 +390,7 @@ def submission(channel: socket.socket, parent: int, cfg: dict) -> None:
                 os.setresgid(cfg["uid"], cfg["uid"], cfg["uid"])
                 os.setresuid(cfg["uid"], cfg["uid"], cfg["uid"])
             drop_capabilities()
+            refuse_syscalls()
         else:
             limit(cfg)
         die_with_parent(parent)  # a uid change clears it, so set it after

@@ -3,7 +3,7 @@
 For each assignment with a source notebook under solutions/, N copies of the reference solution are
 submitted into a temporary nbgrader course; stock nbgrader autogrades them (one kernel per notebook,
 one after another) and this grader grades them (sandbox on, --workers = cores). Prints seconds per
-submission for both and the ratio (target: >= 5x). This grader pays a fixed start-up per run (its
+submission for both and the ratio (target: >= 10x). This grader pays a fixed start-up per run (its
 imports, the workers' imports, the reference outputs), which its summary line reports; the last
 columns give that start-up and the steady-state ratio (stock's s/sub against this grader's seconds
 after start-up per submission).

@@ -81,6 +81,7 @@ READER = (f"import ctypes, gc, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)
           "hits = [o for o in gc.get_objects() if isinstance(o, str) and 'STUDENT-A-SECRET-x1' in o]\n"
           "hits += [k for k in sys.modules if 'secret' in k]\n"
           "print('HEAP', len(hits))\n"
+          "print('USERNS', libc.unshare(0x10000000), 'MOUNT', libc.mount(b'none', b'/tmp', b'tmpfs', 0, None))\n"
           "print('FILES', sorted(os.listdir('/tmp') + os.listdir('/dev/shm')))\n")
 
 
@@ -94,6 +95,7 @@ def test_nothing_of_one_submission_reaches_the_next(course, tmp_path):
     writer, reader = result(tmp_path / "out", "a_writer")["output"], result(tmp_path / "out", "b_reader")["output"]
     assert "SHMGET -1" not in writer and "NOWRITE" not in writer, writer  # A did create them
     assert "SHM ABSENT" in reader and "HEAP 0" in reader and "left-by-a" not in reader, reader
+    assert "USERNS -1 MOUNT -1" in reader  # no namespace of its own to regain capabilities in
     keys = [line.split()[0] for line in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]]
     assert str(SHM_KEY) not in keys  # the segment died with A's IPC namespace
 
