@@ -382,7 +382,9 @@ class Worker:
             self.proc = subprocess.Popen(
                 [*self.command, str(theirs.fileno())],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/",
-                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "AUTOGRADER_PARENT": str(os.getpid())},
+                # one BLAS thread: unshare(CLONE_NEWUSER) needs a single-threaded process
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "AUTOGRADER_PARENT": str(os.getpid()),
+                     "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
                 start_new_session=True)
         theirs.close()
         send_frame(self.control, cfg)

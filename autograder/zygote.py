@@ -217,8 +217,26 @@ def build_root(binds: list[list[str]], devices: list[str], masks: list[str]) -> 
     _check(_libc.umount2(b".", MNT_DETACH), "umount old root")
     os.chdir("/")
     mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=0700")  # the zygote's own
+    private_tmp(binds, "size=16m,mode=0700")  # the zygote's own
     importlib.invalidate_caches()
+
+
+def private_tmp(binds: list[list[str]], options: str) -> None:
+    """A fresh tmpfs on /tmp, with the allowed paths that lie under /tmp (a course or virtualenv
+    checked out there) bound back, read-only, at the same place."""
+    kept = [dest for _, dest in binds if dest.startswith("/tmp/") and os.path.exists(dest)]
+    kept = [d for d in kept if not any(d.startswith(o + "/") for o in kept)]
+    trees = []  # detached copies of those mounts (open_tree: no /proc needed, as there is none here)
+    for dest in kept:
+        fd = _libc.syscall(428, -100, dest.encode(), 1 | 0x8000 | os.O_CLOEXEC)  # open_tree(AT_FDCWD, CLONE|RECURSIVE)
+        if fd < 0:
+            _check(-1, f"open_tree {dest}")
+        trees.append((fd, dest, os.path.isdir(dest)))
+    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, options)
+    for fd, dest, is_dir in trees:
+        _make_target(dest, is_dir)
+        _check(_libc.syscall(429, fd, b"", -100, dest.encode(), 4), f"move_mount {dest}")  # F_EMPTY_PATH
+        os.close(fd)
 
 
 def prewarm(modules: list[str], cfg_env: dict) -> None:
@@ -365,7 +383,7 @@ def private_mounts(cfg: dict) -> None:
     """G's own /tmp and /dev/shm (size-capped tmpfs); /proc hidden behind an empty one."""
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     size = cfg["tmp_mb"]
-    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={size}m,mode=1777")
+    private_tmp(cfg["binds"], f"size={size}m,mode=1777")
     mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=1m,mode=1777")
     mount("tmpfs", "/proc", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "size=4k,mode=0555")
     os.makedirs(WORKDIR, exist_ok=True)
