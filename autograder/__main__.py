@@ -96,7 +96,10 @@ def grade(args) -> int:
               f"using it, or pass --no-gradebook", file=sys.stderr)
         return 2
     for sub in subs:  # the bytes as received, before anything can go wrong
-        records.keep_submitted(out, sub)
+        try:
+            records.keep_submitted(out, sub)
+        except OSError as exc:  # e.g. a full disk: said, and that student is still graded
+            print(f"warning: could not keep the bytes of {sub.student_id}: {exc}", file=sys.stderr)
     todo = [s for s in subs if args.force or not recorder.journal.is_done(s, out)]
     progress = Progress(len(todo))
     clock = {"start": time.monotonic()}

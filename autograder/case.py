@@ -141,7 +141,7 @@ def _arrays_close(out, exp, rtol, atol) -> tuple[bool, str]:
         if not isinstance(out, dict):
             return False, f"expected a dict, got {type(out).__name__}"
         if set(out) != set(exp):
-            return False, f"expected keys {sorted(exp)}, got {sorted(out)}"
+            return False, f"expected keys {sorted(exp)}, got {_short(sorted(out))}"
         for k in exp:
             ok, why = _arrays_close(out[k], exp[k], rtol, atol)
             if not ok:
@@ -296,7 +296,9 @@ class Batches:
         if outputs.get("error") is not None:
             return _error_text(outputs["error"])
         n, bs, shuffle, drop_last = (inputs[k] for k in ("n", "batch_size", "shuffle", "drop_last"))
-        runs = outputs["runs"]
+        runs = outputs.get("runs")
+        if not isinstance(runs, list) or len(runs) != len(inputs["seeds"]):
+            return f"expected {len(inputs['seeds'])} runs of batches, got {type(runs).__name__}"
         for batches in runs:
             if not isinstance(batches, list) or not all(isinstance(b, np.ndarray) and b.ndim == 1
                                                         and b.dtype.kind in "iu" for b in batches):
@@ -342,7 +344,7 @@ def _forward(model: str, result, X):
         if not (isinstance(result, list) and len(result) == 2):
             raise ValueError("expected (W, b)")
         W, b = (np.asarray(a, dtype=np.float64) for a in result)
-        if W.shape[:1] != X.shape[1:] or b.shape != W.shape[1:]:
+        if W.ndim != 2 or W.shape[:1] != X.shape[1:] or b.shape != W.shape[1:] or W.shape[1] > MAX_WIDTH:
             raise ValueError(f"W of shape {W.shape} and b of shape {b.shape} do not fit {X.shape[1]} features")
         return X @ W + b
     h = X.astype(np.float64)

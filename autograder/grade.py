@@ -8,6 +8,7 @@ tests run, how many points they carry, or how they are compared.
 from __future__ import annotations
 
 import ast
+import json
 import importlib.util
 import secrets
 import time
@@ -20,6 +21,7 @@ import nbformat
 import numpy as np
 
 from autograder import records
+from autograder.channel import clean_text
 from autograder.case import Case, TestCell, import_file, is_error, load_cases, test_cells
 from autograder.inputs import Submission
 from autograder.sandbox import Limits, SandboxError, Setup, Worker, allow_list, check_host, memory_error, packages_of
@@ -83,10 +85,17 @@ class Rejected(Exception):
         self.status = status
 
 
+MAX_CELLS = 2000
+
+
 def parse(sub: Submission) -> nbformat.NotebookNode:
+    """The submitted notebook, read only when small: at most 16 MiB (inputs.py) and MAX_CELLS cells."""
     if sub.problem:
-        raise Rejected("invalid-notebook", sub.problem)
+        raise Rejected(sub.problem_status, sub.problem)
     try:
+        raw = json.loads(sub.data.decode("utf-8"))
+        if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list) or len(raw["cells"]) > MAX_CELLS:
+            raise ValueError(f"not a notebook of at most {MAX_CELLS} cells")
         nb = nbformat.reads(sub.data.decode("utf-8"), as_version=4)
         nbformat.validate(nb)
     except Exception as exc:  # noqa: BLE001 -- any parse failure is the submission's problem
@@ -250,7 +259,7 @@ class Grader:
             return {"passed": False, "status": "memory", "message": "memory limit exceeded"}
         verdict = judge(case, inputs, output, expected)
         return {"passed": verdict is None, "status": "pass" if verdict is None else "fail",
-                "message": verdict}
+                "message": None if verdict is None else clean_text(verdict, 500)}
 
 
 def _cell_errors(value) -> list[dict]:

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 MAX_NOTEBOOK_BYTES = 16 << 20
-MAX_ID = 80
+MAX_ID_BYTES = 96  # UTF-8 bytes of a student id: a folder name with room to spare under NAME_MAX
+MAX_ZIP_BYTES = 512 << 20  # decompressed bytes read from one LMS zip, all members together
+MAX_EARLIER = 5  # earlier attempts kept per student from one LMS zip
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class Submission:
     data: bytes  # exactly as received (b"" when `problem` says why there is nothing to read)
     origin: str  # where it came from, for messages
     problem: str | None = None  # set when the submission cannot even be read
+    problem_status: str = "invalid-notebook"  # the status recorded for `problem`
     submitted_at: str | None = None  # ISO time the student submitted, from the best evidence
     time_source: str = "unknown"  # "nbgrader timestamp.txt", "LMS zip entry", "file mtime", ...
     earlier: tuple = field(default=())  # earlier attempts in the same input: (filename, bytes, time)
@@ -49,9 +52,10 @@ class InputError(Exception):
 def student_id(raw: str) -> str:
     """A safe id for folder names and the gradebook: Unicode letters and digits, ``_.-``; no leading
     dot; at most MAX_ID characters."""
-    text = unicodedata.normalize("NFC", raw)
+    text = unicodedata.normalize("NFC", raw.encode("utf-8", "replace").decode("utf-8"))
     cleaned = re.sub(r"[^\w.-]+", "_", text, flags=re.UNICODE).strip("._-")
-    return cleaned[:MAX_ID].rstrip("._-") or "unknown"
+    cleaned = cleaned.encode("utf-8")[:MAX_ID_BYTES].decode("utf-8", "ignore")
+    return cleaned.rstrip("._-") or "unknown"
 
 
 def _iso(timestamp: float) -> str:
@@ -84,11 +88,14 @@ def _nbgrader_time(folder: Path) -> str | None:
     try:
         from dateutil.parser import parse
         when = parse(text)
-    except (ValueError, OverflowError, ImportError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.astimezone(dt.timezone.utc)
+    except Exception:  # noqa: BLE001 -- any odd text is no evidence; the file's mtime is used instead
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return when.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+    if not dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc) <= when <= dt.datetime.now(dt.timezone.utc):
+        return None  # a time in the future, or before this course existed, is no evidence either
+    return when.isoformat(timespec="seconds")
 
 
 def _from_file(path: Path, sid: str, submitted_at: str | None = None) -> Submission:
@@ -99,7 +106,8 @@ def _from_file(path: Path, sid: str, submitted_at: str | None = None) -> Submiss
         submitted_at, source = _iso(st.st_mtime), "file mtime"
     else:
         source = "unknown"
-    return Submission(student_id(sid), path.name, data, str(path), problem, submitted_at, source)
+    return Submission(student_id(sid), path.name, data, str(path), problem,
+                      submitted_at=submitted_at, time_source=source)
 
 
 def _pick(notebooks: list[Path], assignment: str) -> list[Path]:
@@ -150,6 +158,31 @@ def _zip_identity(member: PurePosixPath) -> tuple[str, int]:
     return member.stem, 0
 
 
+def _zip_time(info: zipfile.ZipInfo) -> str:
+    try:
+        return dt.datetime(*info.date_time, tzinfo=dt.timezone.utc).isoformat(timespec="seconds")
+    except (ValueError, TypeError, OverflowError):  # an impossible date in a hostile export
+        return ""
+
+
+def _zip_member(archive, info, when: str, path: Path, budget: list[int]) -> tuple:
+    """(name, bytes, time, problem, origin) of one member; a member that cannot be read is a problem."""
+    name, origin = PurePosixPath(info.filename).name, f"{path}:{info.filename}"
+    if info.file_size > MAX_NOTEBOOK_BYTES:
+        return name, b"", when, "the notebook is too large", origin
+    if budget[0] <= 0:
+        return name, b"", when, f"the zip holds more than {MAX_ZIP_BYTES} bytes of notebooks", origin
+    try:
+        with archive.open(info) as fh:
+            content = fh.read(MAX_NOTEBOOK_BYTES + 1)
+    except Exception as exc:  # noqa: BLE001 -- bad CRC, encryption, unknown compression ...
+        return name, b"", when, f"this zip entry cannot be read ({type(exc).__name__})", origin
+    budget[0] -= len(content)
+    if len(content) > MAX_NOTEBOOK_BYTES:
+        return name, b"", when, "the notebook is too large", origin
+    return name, content, when, None, origin
+
+
 def _from_zip(path: Path, assignment: str) -> list[Submission]:
     try:
         fh = os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
@@ -166,30 +199,22 @@ def _from_zip(path: Path, assignment: str) -> list[Submission]:
         by_student: dict[str, list[tuple]] = {}
         for info in members:
             raw, order = _zip_identity(PurePosixPath(info.filename))
-            when = dt.datetime(*info.date_time, tzinfo=dt.timezone.utc).isoformat(timespec="seconds") \
-                if info.date_time[0] >= 1980 else None
-            by_student.setdefault(student_id(raw), []).append((when or "", order, info))
+            by_student.setdefault(student_id(raw), []).append((_zip_time(info), order, info))
+        budget = [MAX_ZIP_BYTES]
         for sid, entries in sorted(by_student.items()):
             entries.sort(key=lambda e: (e[0], e[1], e[2].filename))  # oldest first
-            attempts = []
-            for when, _, info in entries:
-                name = PurePosixPath(info.filename).name
-                if info.file_size > MAX_NOTEBOOK_BYTES:
-                    attempts.append((name, b"", when, "the notebook is too large", f"{path}:{info.filename}"))
-                    continue
-                with archive.open(info) as fh:
-                    content = fh.read(MAX_NOTEBOOK_BYTES + 1)
-                problem = "the notebook is too large" if len(content) > MAX_NOTEBOOK_BYTES else None
-                attempts.append((name, b"" if problem else content, when, problem, f"{path}:{info.filename}"))
+            attempts = [_zip_member(archive, info, when, path, budget)
+                        for when, _, info in entries[-(MAX_EARLIER + 1):]]
             name, content, when, problem, origin = attempts[-1]
-            subs.append(Submission(sid, name, content, origin, problem, when or None,
-                                   "LMS zip entry time" if when else "unknown",
-                                   tuple((a[0], a[1], a[2]) for a in attempts[:-1])))
+            subs.append(Submission(sid, name, content, origin, problem, submitted_at=when or None,
+                                   time_source="LMS zip entry time" if when else "unknown",
+                                   earlier=tuple((a[0], a[1], a[2]) for a in attempts[:-1])))
     return subs
 
 
 def discover(paths: list[str | Path], assignment: str) -> list[Submission]:
-    """All submissions under `paths`, one per student; InputError when two would share an id."""
+    """All submissions under `paths`, one per student. Submissions that would share an id are not
+    graded: each such id gets one submission whose `problem` names every colliding source."""
     found: list[Submission] = []
     for raw in paths:
         path = Path(raw)
@@ -206,9 +231,15 @@ def discover(paths: list[str | Path], assignment: str) -> list[Submission]:
     by_id: dict[str, list[Submission]] = {}
     for sub in found:
         by_id.setdefault(sub.student_id.casefold(), []).append(sub)
-    clashes = [subs for subs in by_id.values() if len(subs) > 1]
-    if clashes:
-        lines = "; ".join(f"{s[0].student_id!r} from " + ", ".join(x.origin for x in s) for s in clashes[:10])
-        raise InputError(f"submissions that would share a student id (nothing was graded): {lines}. "
-                         "Rename them or grade them in separate runs.")
-    return found
+    unique = []
+    for subs in by_id.values():
+        if len(subs) == 1:
+            unique.append(subs[0])
+            continue
+        origins = ", ".join(s.origin for s in subs[:10])
+        first = subs[0]
+        unique.append(Submission(first.student_id, first.filename, b"", origins,
+                                 f"{len(subs)} submissions would share the student id {first.student_id!r} "
+                                 f"({origins}); none was graded: rename them or grade them separately",
+                                 problem_status="duplicate-id", earlier=tuple((s.filename, s.data, s.submitted_at) for s in subs)))
+    return unique

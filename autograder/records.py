@@ -219,18 +219,26 @@ def autograded_notebook(sub_nb, assignment, result: dict):
             nb.cells[i] = _verdict_cell(by_id[gid], tests[gid])
             seen.add(gid)
         else:
-            _defuse(cell)
+            _defuse(cell, by_id)
     nb.cells += [_verdict_cell(by_id[g], t) for g, t in tests.items() if g not in seen]
     nb.metadata = {k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info")}
     return nb
 
 
-def _defuse(cell) -> None:
+MARKUP = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "[": "&#91;", "]": "&#93;"})
+
+
+def _defuse(cell, source_cells: dict) -> None:
+    """A student's cell as inert text: no outputs or attachments; in markdown no HTML and no links
+    (brackets become entities, so no `[x](javascript:...)` survives); metadata from the source only."""
     cell.pop("attachments", None)
+    gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+    trusted = source_cells.get(gid) if gid is not None else None
+    cell.metadata = {"nbgrader": copy.deepcopy(trusted.metadata["nbgrader"])} if trusted is not None else {}
     if cell.cell_type == "code":
         cell.outputs, cell.execution_count = [], None
     elif cell.cell_type in ("markdown", "raw"):
-        cell.source = cell.source.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        cell.source = cell.source.translate(MARKUP)
 
 
 def _verdict_cell(cell, test: dict):

@@ -69,8 +69,12 @@ MEMORY_HOG = ("import os, time, numpy as np\nkids = []\n"  # 6 processes x 400 M
 FORGED_CLAIMS = ("import autograder.drivers as d\n"  # claim: unchanged arguments, ValueError for bad input
                  "d._twice = lambda run, again: {'result': 0.0, 'again': 0.0, 'error': None}\n"
                  "d.call_each = lambda ns, fn, calls: {'results': [{'result': None, 'error': "
-                 "{'__error__': 'ValueError', 'message': ''}} for _ in calls]}")
-STORED_HTML = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+                 "{'__error__': 'ValueError', 'message': ''}} for _ in calls]}\n"
+                 "d.minibatches = lambda ns, **kw: {'runs': [], 'error': None}")  # no batches to check
+BLOAT = ("import autograder.drivers as d\n"  # every reply: 18 000 long keys, for messages to repeat
+         "d._guard = lambda run: {'result': {f'key-{i:05d}-' + 'x' * 80: 0 for i in range(18000)}, 'error': None}")
+STORED_HTML = ('<img src=x onerror="alert(1)"><script>alert(2)</script>\n\n'
+               '[my derivation](javascript:alert(3)) and [a reference][r]\n\n[r]: javascript:alert(4)\n')
 
 
 def _student_notebook(a: str) -> bytes:
@@ -117,6 +121,7 @@ def _attacks(a: str, source: Path, course: Path, outside: Path) -> dict[str, byt
         "memory_hog": _with(student, MEMORY_HOG),
         "forged_claims": _with(student, FORGED_CLAIMS),
         "stored_html": _with(student, "print('hello')", markdown=STORED_HTML, html_output=STORED_HTML),
+        "bloat": _with(student, BLOAT),
     }
     if a == "optimizers":  # rmsprop changing theta in place: correct values, one behaviour point lost
         subs["inplace"] = _replace_solution(source, "rmsprop-code", lambda code: code.replace(
@@ -124,6 +129,10 @@ def _attacks(a: str, source: Path, course: Path, outside: Path) -> dict[str, byt
             "    new, state = _rmsprop(theta, g, state, **kw)\n    theta[...] = new\n    return theta, state\n")
     if a == "classification":  # a torch implementation is as good as a numpy one
         subs["torch_version"] = submission(source, reference=True, solutions=TORCH_CLASSIFICATION)
+        subs["wide_model"] = _replace_solution(source, "fit_softmax_regression-code", lambda code: code + (
+            "\n\ndef fit_softmax_regression(X, y, *args, **kwargs):  # 3 million int8 weights: under 4 MiB\n"
+            "    W = np.ones((X.shape[1], 3_000_000 // (X.shape[1] + 1)), np.int8)\n"
+            "    return W, np.zeros(W.shape[1], np.int8)\n"))
     if a == "backprop":  # forbidden modules are absent, however they are reached
         subs["torch_import"] = _replace_solution(source, "Linear-code", lambda s: "import torch\n" + s)
         subs["torch_compile"] = _with(student, "code = compile('import torch', '/usr/lib/python3/x.py', 'exec')\n"
@@ -180,7 +189,7 @@ def test_untouched_student_notebook_scores_zero_without_grading_errors(graded):
 
 
 @pytest.mark.parametrize("sid", ["patched", "forged_error", "big_cell", "thief", "environ", "memory_hog",
-                                 "forged_claims", "stored_html"])
+                                 "forged_claims", "stored_html", "bloat"])
 def test_attack_on_an_untouched_notebook_earns_nothing(graded, sid):
     assert _score(graded, sid) == 0.0, graded["results"][sid]["tests"]
 
@@ -224,6 +233,19 @@ def test_the_trusted_process_stays_small(graded):
 def test_a_forged_60_mb_reply_is_refused_unread(graded):
     r = graded["results"]["forged_error"]
     assert r["status"] == "output-limit" and "limit" in r["message"], r["message"]
+
+
+def test_judge_messages_are_capped(graded):
+    size = (graded["out"] / "students" / "bloat" / "results.json").stat().st_size
+    assert size < 300_000, size
+    assert all(len(m or "") <= 500 for _, m in _failures(graded["results"]["bloat"]))
+
+
+def test_a_wide_returned_model_is_refused_before_evaluation(graded):
+    if graded["a"] != "classification":
+        pytest.skip("classification returns a linear model")
+    messages = [m for c, m in _failures(graded["results"]["wide_model"]) if c.startswith("fit_softmax")]
+    assert messages and all("could not evaluate" in m for m in messages), messages
 
 
 def test_a_12_mb_cell_is_run_in_the_sandbox_not_parsed_by_the_grader(graded):
@@ -298,6 +320,12 @@ def test_stored_html_never_reaches_instructor_pages(graded):
     notebook = (graded["course"] / "autograded" / "stored_html" / a / f"{a}.ipynb").read_text(encoding="utf-8")
     assert "<script" not in notebook and "<img" not in notebook and "text/html" not in notebook
     assert "&lt;script&gt;" in notebook  # the markdown answer is still there, as text
+    html = subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", "--stdout", str(
+        graded["course"] / "autograded" / "stored_html" / a / f"{a}.ipynb")], capture_output=True, text=True).stdout
+    body = html.split("</head>")[-1].lower()
+    assert "javascript:alert(3)" in body and not re.search(r"href=.{0,3}javascript", body), \
+        "a student's javascript: link would render as a link"
+    assert "<script>alert" not in html and "<img src=x" not in html
     page = (graded["out"] / "students" / "stored_html" / "feedback.html").read_text(encoding="utf-8")
     assert "<script" not in page and "<img" not in page
 

@@ -21,7 +21,7 @@ from submissions import FIXTURE_COURSE, WRONG_TINY, submission  # noqa: E402
 
 from autograder.__main__ import main  # noqa: E402
 from autograder.grade import load_assignment, prepare  # noqa: E402
-from autograder.inputs import InputError, discover  # noqa: E402
+from autograder.inputs import discover  # noqa: E402
 from autograder.sandbox import Worker  # noqa: E402
 
 SOURCE = FIXTURE_COURSE / "solutions" / "tiny" / "tiny.ipynb"
@@ -62,18 +62,22 @@ def test_discovers_every_accepted_layout(tmp_path):
     assert "no notebook" in got["dee"][1]
 
 
-def test_repeated_student_ids_are_refused_not_renamed(tmp_path, course, capsys):
+def test_repeated_student_ids_are_refused_not_renamed_and_the_others_graded(tmp_path, course):
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    (tmp_path / "a" / "sam.ipynb").write_bytes(b"1")
-    (tmp_path / "b" / "sam.ipynb").write_bytes(b"2")
-    (tmp_path / "b" / "sam-2.ipynb").write_bytes(b"3")
-    paths = [str(tmp_path / "a" / "sam.ipynb"), str(tmp_path / "b" / "sam.ipynb"), str(tmp_path / "b" / "sam-2.ipynb")]
-    with pytest.raises(InputError, match="share a student id"):
-        discover(paths, "tiny")
-    assert main(["grade", "tiny", *paths, "--out", str(tmp_path / "out"), "--root", str(course)]) == 2
-    err = capsys.readouterr().err
-    assert "'sam'" in err and "a/sam.ipynb" in err and "b/sam.ipynb" in err
-    assert not (tmp_path / "out" / "grades.csv").exists()
+    (tmp_path / "a" / "sam.ipynb").write_bytes(REFERENCE)
+    (tmp_path / "b" / "sam.ipynb").write_bytes(WRONG)
+    (tmp_path / "b" / "Sam!.ipynb").write_bytes(WRONG)  # the same id once cleaned
+    (tmp_path / "b" / "sam-2.ipynb").write_bytes(REFERENCE)
+    paths = [str(tmp_path / "a" / "sam.ipynb"), str(tmp_path / "b")]
+    subs = {s.student_id: s for s in discover(paths, "tiny")}
+    assert set(subs) == {"sam", "sam-2"} and subs["sam"].problem_status == "duplicate-id"
+    assert main(["grade", "tiny", *paths, "--out", str(tmp_path / "out"), "--root", str(course), "--no-gradebook"]) == 0
+    got = rows(tmp_path / "out")
+    assert (got["sam"]["score"], got["sam"]["status"]) == ("0", "duplicate-id")
+    assert "a/sam.ipynb" in got["sam"]["message"] and "b/sam.ipynb" in got["sam"]["message"]
+    assert got["sam-2"]["score"] == "3"  # nobody else is held back
+    kept = sorted(p.read_bytes() for p in (tmp_path / "out" / "students" / "sam" / "submitted").glob("attempt-*"))
+    assert kept == sorted([REFERENCE, WRONG, WRONG])  # every colliding submission's bytes are kept
 
 
 def test_unknown_assignment_and_bad_path_exit_2(course, tmp_path, capsys):

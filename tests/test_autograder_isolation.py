@@ -73,6 +73,7 @@ def leftovers(grader_pid=None):
 WRITER = (f"import ctypes, os\nsecret = 'STUDENT-A-SECRET-' + 'x1y2z3'\n"
           f"libc = ctypes.CDLL(None, use_errno=True)\n"
           f"print('SHMGET', libc.shmget({SHM_KEY}, 1 << 30, 0o1666))\n"
+          "print('ADDKEY', libc.syscall(248, b'user', b'ag-share', secret.encode(), len(secret), -4))\n"
           "for d in ('/tmp', '/dev/shm'):\n"
           "    try:\n        open(d + '/left-by-a', 'w').write(secret)\n    except OSError as e:\n"
           "        print('NOWRITE', d, e)\n")
@@ -82,6 +83,7 @@ READER = (f"import ctypes, gc, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)
           "hits += [k for k in sys.modules if 'secret' in k]\n"
           "print('HEAP', len(hits))\n"
           "print('USERNS', libc.unshare(0x10000000), 'MOUNT', libc.mount(b'none', b'/tmp', b'tmpfs', 0, None))\n"
+          "print('KEYCTL', libc.syscall(250, 10, -4, b'user', b'ag-share', 0))\n"
           "print('FILES', sorted(os.listdir('/tmp') + os.listdir('/dev/shm')))\n")
 
 
@@ -94,6 +96,7 @@ def test_nothing_of_one_submission_reaches_the_next(course, tmp_path):
     assert proc.returncode == 0, proc.stderr
     writer, reader = result(tmp_path / "out", "a_writer")["output"], result(tmp_path / "out", "b_reader")["output"]
     assert "SHMGET -1" not in writer and "NOWRITE" not in writer, writer  # A did create them
+    assert "ADDKEY -1" in writer and "KEYCTL -1" in reader  # kernel keyrings: refused, they outlive namespaces
     assert "SHM ABSENT" in reader and "HEAP 0" in reader and "left-by-a" not in reader, reader
     assert "USERNS -1 MOUNT -1" in reader  # no namespace of its own to regain capabilities in
     keys = [line.split()[0] for line in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]]
@@ -248,3 +251,50 @@ def test_refuses_without_a_cgroup_naming_the_layer(course, tmp_path):
     nb.write_bytes(REFERENCE)
     proc = grade(course, tmp_path / "out", nb, env=dict(os.environ, AUTOGRADER_CGROUP="/nonexistent/cg"))
     assert proc.returncode == 2 and "the cgroup layer is missing" in proc.stderr, proc.stderr
+
+
+def test_hostile_input_files_are_each_one_students_error(course, tmp_path):
+    """Odd dates, a corrupt member, a zip bomb, names too long, a forged timestamp, 3000 cells:
+    each is recorded against its student and everyone else is graded."""
+    wrong = submission(SOURCE, solutions=WRONG_TINY)
+    with zipfile.ZipFile(tmp_path / "moodle.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(zipfile.ZipInfo("Bad Date_1_assignsubmission_file_/tiny.ipynb", (2026, 13, 40, 0, 0, 0)), wrong)
+        z.writestr("Good One_2_assignsubmission_file_/tiny.ipynb", REFERENCE)
+        z.writestr("Crc Broken_3_assignsubmission_file_/tiny.ipynb", b"A" * 5000)
+        for i in range(40):  # 40 x 16 MiB that compress to almost nothing
+            z.writestr(f"Bomb Er_4_assignsubmission_file_/try{i:02d}.ipynb", b"\0" * (16 << 20))
+    data = bytearray((tmp_path / "moodle.zip").read_bytes())
+    at = data.index(b"Crc Broken_3_assignsubmission_file_/tiny.ipynb") + 60  # inside its compressed data
+    data[at] ^= 0xFF
+    (tmp_path / "moodle.zip").write_bytes(bytes(data))
+    folder = tmp_path / "submitted"
+    for name, nb, stamp in [("alice", REFERENCE, "2026-11-01 10:00:00.000000 UTC"),
+                            ("mallory", REFERENCE, "0001-01-01 00:00:00+05:00")]:
+        (folder / name / "tiny").mkdir(parents=True)
+        (folder / name / "tiny" / "tiny.ipynb").write_bytes(nb)
+        (folder / name / "tiny" / "timestamp.txt").write_text(stamp)
+    long_name = tmp_path / ("\U00020000" * 62 + ".ipynb")  # 254 bytes: a legal name, not a legal id
+    long_name.write_bytes(REFERENCE)
+    many = nbformat_cells(3000)
+    (tmp_path / "many.ipynb").write_bytes(many)
+    proc = grade(course, tmp_path / "out", tmp_path / "moodle.zip", folder, long_name, tmp_path / "many.ipynb",
+                 extra=["--no-gradebook"])
+    assert proc.returncode == 0, proc.stderr
+    got = rows(tmp_path / "out")
+    assert got["Good_One_2"]["score"] == "3" and got["alice"]["score"] == "3"
+    assert got["Bad_Date_1"]["status"] == "ok"  # graded; its impossible date is no evidence
+    assert result(tmp_path / "out", "Bad_Date_1")["submitted_at"] is None
+    assert got["Crc_Broken_3"]["status"] == "invalid-notebook" and "cannot be read" in got["Crc_Broken_3"]["message"]
+    assert got["mallory"]["score"] == "3"
+    assert result(tmp_path / "out", "mallory")["submitted_at_source"] == "file mtime"  # not the forged year 1
+    assert result(tmp_path / "out", "alice")["submitted_at"] == "2026-11-01T10:00:00+00:00"
+    long_id = next(k for k in got if k.startswith("\U00020000"))
+    assert got[long_id]["score"] == "3" and len(long_id.encode()) <= 96
+    assert got["many"]["status"] == "invalid-notebook"
+    bomb = tmp_path / "out" / "students" / "Bomb_Er_4" / "submitted"
+    assert len(list(bomb.iterdir())) <= 6  # the last attempt and at most five earlier ones
+
+
+def nbformat_cells(n: int) -> bytes:
+    import nbformat
+    return nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("x") for _ in range(n)])).encode()
