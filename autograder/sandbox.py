@@ -34,8 +34,12 @@ LEASES = Path("/run/autograder")
 STDLIB = os.path.dirname(os.__file__)  # the base interpreter's (lib-dynload lies inside it)
 SANDBOX_UID = 1000  # the submission's uid inside its user namespace (rootless mode)
 DEVICES = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"]
-SYSTEM_PATHS = ["/usr/lib", "/usr/lib64", "/lib", "/lib64", "/etc/ld.so.cache", "/etc/ld.so.conf",
-                "/etc/ld.so.conf.d", "/etc/localtime"]
+# The system's shared libraries (the multiarch folder where there is one, not all of /usr/lib) and
+# what the dynamic loader reads.
+_ARCH = sysconfig.get_config_var("MULTIARCH") or ""
+SYSTEM_PATHS = ([f"/usr/lib/{_ARCH}", f"/lib/{_ARCH}"] if _ARCH and os.path.isdir(f"/usr/lib/{_ARCH}")
+                else ["/usr/lib", "/lib"]) + ["/usr/lib64", "/lib64", "/etc/ld.so.cache", "/etc/ld.so.conf",
+                                              "/etc/ld.so.conf.d", "/etc/localtime"]
 ENV = {"PATH": "/nonexistent", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "OMP_NUM_THREADS": "1",
        "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg",
        "MPLCONFIGDIR": "/tmp/matplotlib", "IPYTHONDIR": "/tmp/ipython", "HOME": "/tmp/work", "USER": "student", "LOGNAME": "student",
@@ -460,6 +464,10 @@ class Run:
     def __init__(self, worker: Worker, reply: dict, channel: socket.socket, out_fd: int | None,
                  deadline: float, group: Cgroup | None):
         self.worker, self.pid, self.child = worker, int(reply["pid"]), int(reply["child"])
+        try:  # held from now on, a pidfd can never signal a recycled pid
+            self.pidfd = os.pidfd_open(self.pid)
+        except OSError:  # already gone
+            self.pidfd = None
         self.channel, self.out_fd, self.deadline, self.group = channel, out_fd, deadline, group
         self.output = bytearray()
         self.output_bytes = 0
@@ -561,10 +569,12 @@ class Run:
     def close(self) -> str:
         """End the submission (whatever state it is in) and everything it started; how it ended."""
         if self.exit is None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)  # the init of its PID namespace: the rest die with it
-            except ProcessLookupError:
-                pass
+            if self.pidfd is not None:
+                try:
+                    signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)  # its PID namespace's init: all die
+                except ProcessLookupError:
+                    pass
+                os.close(self.pidfd)
             self.channel.close()
             if self.out_fd is not None:
                 os.close(self.out_fd)
