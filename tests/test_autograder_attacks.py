@@ -1,4 +1,4 @@
-"""Issue 7's attacks, each a real submission notebook with a WRONG implementation: any point is a failure.
+"""Attacks on the fixture assignment `tiny`, each a real submission notebook with a WRONG implementation: any point is a failure.
 
 All submissions are graded in one run of ``python -m autograder grade`` (2 workers, as the CI
 machine has 2 cores) together with an honest reference submission, which must still score full
