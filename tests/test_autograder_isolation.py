@@ -140,6 +140,11 @@ def test_kill_9_of_the_grader_leaves_nothing_behind(course, tmp_path):
     while time.monotonic() < deadline and not leftovers(proc.pid)[1]:
         time.sleep(0.2)
     assert leftovers(proc.pid)[1], "the submission never started"
+    zygotes = [pid for pid in leftovers()[0] if b"autograder.zygote" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    for pid in zygotes:  # no input path, output path or setting on any sandboxed command line
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        assert cmdline[-4:-1] == [b"-I", b"-m", b"autograder.zygote"] and cmdline[-1].isdigit(), cmdline
+    assert zygotes
     time.sleep(1)
     proc.kill()  # SIGKILL: nothing of the grader runs its clean-up
     proc.wait()
