@@ -244,7 +244,7 @@ class Close:
             mistakes = self.mistakes(inputs) if self.mistakes else {}
         for message, wrong in mistakes.items():
             if _arrays_close(result, wrong, self.rtol, self.atol)[0]:
-                return f"{why}. Likely mistake: {message}"
+                return f"Likely mistake: {message} ({why})"  # the most useful words first
         return why
 
     def as_data(self, inputs) -> dict:
