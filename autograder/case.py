@@ -40,6 +40,9 @@ class Case:
     # Cases whose pass this one needs to earn anything: a judge that can only take the submission's
     # word (which exception was raised) never earns points on its own.
     requires: tuple[str, ...] = ()
+    # Data only the trusted side ever holds, drawn afresh with the inputs (e.g. a held-out test set
+    # generated from a seed the submission never sees); the judge finds it in expected["hidden"].
+    hidden: Callable[[np.random.Generator], object] | None = None
 
     def draw(self, rng: np.random.Generator) -> tuple[dict, object]:
         """Inputs (the driver calls twice when the judge checks that arguments stay unchanged) and
@@ -47,6 +50,8 @@ class Case:
         inputs = self.inputs(rng)
         if getattr(self.judge, "immutable", False):
             inputs = {**inputs, "again": True}
+        if self.hidden is not None:
+            return inputs, {"hidden": self.hidden(rng)}
         return inputs, self.expected(inputs)
 
 
@@ -323,7 +328,7 @@ class Batches:
                 return "shuffle=True but the indices come out in order"
             if not np.array_equal(first, again):
                 return "two generators with the same seed gave different batches: draw from rng only"
-            if n >= 10 and not drop_last and np.array_equal(first, other):
+            if n >= 10 and np.array_equal(first, other):
                 return "generators with different seeds gave the same batches: use the rng argument"
         return None
 
@@ -382,6 +387,8 @@ class Accuracy:
     def __call__(self, inputs, outputs, expected, data=None):
         if outputs.get("error") is not None:
             return _error_text(outputs["error"])
+        if data is None and isinstance(expected, dict) and "hidden" in expected:
+            data = expected["hidden"]
         X, y = data if data is not None else self.test_data(inputs)
         try:
             with np.errstate(all="ignore"):

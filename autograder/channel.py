@@ -118,7 +118,7 @@ def _array(obj, budget: _Budget):
     return np.frombuffer(raw, dtype=dt).reshape(tuple(shape)).astype(dt.newbyteorder("="))
 
 
-def _from_json(obj, depth: int, budget: _Budget):
+def _from_json(obj, depth: int, budget: _Budget, clean: bool = True):
     budget.node()
     if depth > MAX_DEPTH:
         raise ValueError("nested too deeply")
@@ -127,9 +127,9 @@ def _from_json(obj, depth: int, budget: _Budget):
             raise ValueError("integer out of range")
         return obj
     if isinstance(obj, str):
-        return clean_text(obj)
+        return clean_text(obj) if clean else obj
     if isinstance(obj, list):
-        return [_from_json(x, depth + 1, budget) for x in obj]
+        return [_from_json(x, depth + 1, budget, clean) for x in obj]
     if isinstance(obj, dict):
         if "__ndarray__" in obj:
             return _array(obj, budget)
@@ -137,23 +137,27 @@ def _from_json(obj, depth: int, budget: _Budget):
             if set(obj) != {"__error__", "message"} or not all(isinstance(v, str) for v in obj.values()):
                 raise ValueError("malformed error marker")
             return {"__error__": clean_text(obj["__error__"], 80), "message": clean_text(obj["message"])}
-        return {clean_text(k, 200): _from_json(v, depth + 1, budget) for k, v in obj.items()}
+        return {(clean_text(k, 200) if clean else k): _from_json(v, depth + 1, budget, clean) for k, v in obj.items()}
     raise ValueError(f"unexpected JSON value {type(obj).__name__}")
 
 
-def decode(data: bytes, max_bytes: int = 64 * 2**20):
+def decode(data: bytes, max_bytes: int = 64 * 2**20, clean: bool = True):
     """JSON bytes -> plain data; never executes code; ValueError for anything not plain data or over
-    a budget (bytes, values, nesting, array elements). Tuples arrive as lists."""
+    a budget (bytes, values, nesting, array elements). Tuples arrive as lists. `clean` (for what
+    comes from a submission) cleans every string; the sandbox reads the trusted side's frames, notebook
+    cells included, exactly as sent (clean=False)."""
     if not isinstance(data, (bytes, bytearray)):
         raise ValueError("expected bytes")
     if len(data) > max_bytes:
         raise ValueError(f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
+    if clean and data.count(b",") + data.count(b"[") + data.count(b"{") > MAX_NODES:
+        raise ValueError(f"more than {MAX_NODES} values in one message")  # refused before parsing
     try:
         obj = json.loads(bytes(data).decode("utf-8"), parse_constant=float)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
         raise ValueError(f"not valid JSON: {type(exc).__name__}") from None
     try:
-        return _from_json(obj, 0, _Budget())
+        return _from_json(obj, 0, _Budget(), clean)
     except (RecursionError, TypeError, OverflowError, base64.binascii.Error) as exc:
         raise ValueError(f"malformed message: {type(exc).__name__}") from None
 
@@ -179,7 +183,7 @@ def send_frame(sock: socket.socket, obj, fds=()) -> None:
     sock.sendall(frame)
 
 
-def recv_frame(sock: socket.socket, max_bytes: int, want_fds: int = 0):
+def recv_frame(sock: socket.socket, max_bytes: int, want_fds: int = 0, clean: bool = True):
     """One frame (at most `max_bytes`); with `want_fds`, also the descriptors sent with it."""
     fds = []
     if want_fds:
@@ -192,5 +196,5 @@ def recv_frame(sock: socket.socket, max_bytes: int, want_fds: int = 0):
     (n,) = HEADER.unpack(head)
     if n > max_bytes:
         raise ValueError(f"frame of {n} bytes exceeds the limit of {max_bytes}")
-    obj = decode(recv_exact(sock, n), max_bytes)
+    obj = decode(recv_exact(sock, n), max_bytes, clean)
     return (obj, fds) if want_fds else obj

@@ -49,13 +49,15 @@ class InputError(Exception):
     """A PATH argument that cannot be read as submissions, or ids that collide."""
 
 
-def student_id(raw: str) -> str:
+def student_id(raw: str, user: str | None = None) -> str:
     """A safe id for folder names and the gradebook: Unicode letters and digits, ``_.-``; no leading
-    dot; at most MAX_ID characters."""
+    dot; at most MAX_ID_BYTES of UTF-8. An LMS's numeric `user` id always ends it whole: a long name
+    is shortened, never the number that tells two students apart."""
+    suffix = f"_{user}" if user else ""
     text = unicodedata.normalize("NFC", raw.encode("utf-8", "replace").decode("utf-8"))
     cleaned = re.sub(r"[^\w.-]+", "_", text, flags=re.UNICODE).strip("._-")
-    cleaned = cleaned.encode("utf-8")[:MAX_ID_BYTES].decode("utf-8", "ignore")
-    return cleaned.rstrip("._-") or "unknown"
+    cleaned = cleaned.encode("utf-8")[:MAX_ID_BYTES - len(suffix)].decode("utf-8", "ignore").rstrip("._-")
+    return (cleaned or "unknown") + suffix
 
 
 def _iso(timestamp: float) -> str:
@@ -145,17 +147,16 @@ CANVAS = re.compile(r"^(?P<name>.+?)(?P<late>_LATE)?_(?P<user>\d+)_(?P<sub>\d+)_
 MOODLE = re.compile(r"^(?P<name>.+)_(?P<user>\d+)_assign(?:submission|feedback)_.*$")
 
 
-def _zip_identity(member: PurePosixPath) -> tuple[str, int]:
-    """(student id, order key) of a zip member: Moodle folder or Canvas file name, else the stem."""
+def _zip_identity(member: PurePosixPath) -> tuple[str, str | None, int]:
+    """(name, LMS user id or None, order key) of a zip member: Moodle folder or Canvas file name,
+    else the folder or the stem. The user id, not the name, tells students apart."""
     if len(member.parts) > 1:
         m = MOODLE.match(member.parts[0])
-        if m:
-            return f"{m['name']}_{m['user']}", 0
-        return member.parts[0], 0
+        return (m["name"], m["user"], 0) if m else (member.parts[0], None, 0)
     m = CANVAS.match(member.name)
     if m:
-        return f"{m['name']}_{m['user']}", int(m["sub"])
-    return member.stem, 0
+        return m["name"], m["user"], int(m["sub"])
+    return member.stem, None, 0
 
 
 def _zip_time(info: zipfile.ZipInfo) -> str:
@@ -196,12 +197,16 @@ def _from_zip(path: Path, assignment: str) -> list[Submission]:
     with archive:
         members = [i for i in archive.infolist()[:10_000]
                    if not i.is_dir() and i.filename.endswith(".ipynb") and "__MACOSX" not in i.filename]
-        by_student: dict[str, list[tuple]] = {}
+        by_student: dict[tuple, list[tuple]] = {}  # attempts of one student: one LMS user id
+        names: dict[tuple, str] = {}
         for info in members:
-            raw, order = _zip_identity(PurePosixPath(info.filename))
-            by_student.setdefault(student_id(raw), []).append((_zip_time(info), order, info))
+            name, user, order = _zip_identity(PurePosixPath(info.filename))
+            key = ("user", user) if user else ("name", name)
+            names.setdefault(key, student_id(name, user))
+            by_student.setdefault(key, []).append((_zip_time(info), order, info))
         budget = [MAX_ZIP_BYTES]
-        for sid, entries in sorted(by_student.items()):
+        for key, entries in sorted(by_student.items()):
+            sid = names[key]
             entries.sort(key=lambda e: (e[0], e[1], e[2].filename))  # oldest first
             attempts = [_zip_member(archive, info, when, path, budget)
                         for when, _, info in entries[-(MAX_EARLIER + 1):]]

@@ -113,11 +113,14 @@ class _SockFprog(ctypes.Structure):
 
 
 # x86-64 numbers: namespaces and mounts (no way into a user namespace of its own, where it would
-# hold capabilities again), and kernel interfaces a notebook never needs.
+# hold capabilities again); state that outlives or crosses sandboxes (kernel keyrings; locks and
+# inotify watches on the read-only files every sandbox shares); kernel interfaces a notebook never needs.
 REFUSED_SYSCALLS = {"unshare": 272, "setns": 308, "mount": 165, "umount2": 166, "pivot_root": 155,
                     "chroot": 161, "keyctl": 250, "add_key": 248, "request_key": 249, "bpf": 321,
-                    "userfaultfd": 323, "perf_event_open": 298, "io_uring_setup": 425, "ptrace": 101}
+                    "userfaultfd": 323, "perf_event_open": 298, "io_uring_setup": 425, "ptrace": 101,
+                    "flock": 73, "inotify_init": 253, "inotify_init1": 294, "fanotify_init": 300}
 SYS_CLONE, SYS_CLONE3, CLONE_NEW_ANY = 56, 435, 0x7E020000  # every CLONE_NEW* flag
+SYS_FCNTL, FCNTL_LOCKS = 72, (6, 7, 37, 38)  # F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW
 
 
 def refuse_syscalls() -> bool:
@@ -133,9 +136,15 @@ def refuse_syscalls() -> bool:
             (ld, 0, 0, 0)]  # the syscall number
     for nr in REFUSED_SYSCALLS.values():
         prog += [(jeq, 0, 1, nr), (ret, 0, 0, errno_eperm)]
-    prog += [(jeq, 0, 1, SYS_CLONE3), (ret, 0, 0, errno_enosys),
-             (jeq, 0, 3, SYS_CLONE), (ld, 0, 0, 16), (jset, 0, 1, CLONE_NEW_ANY), (ret, 0, 0, errno_eperm),
-             (ret, 0, 0, allow)]
+    n = len(FCNTL_LOCKS)
+    prog += [(jeq, 0, 1, SYS_CLONE3), (ret, 0, 0, errno_enosys),                 # t0, t1
+             (jeq, 3 + n, 0, SYS_CLONE),                                        # t2 -> clone's flags
+             (jeq, 0, 1 + n, SYS_FCNTL),                                        # t3 -> allow unless fcntl
+             (ld, 0, 0, 24)]                                                    # t4: fcntl's command
+    prog += [(jeq, n - i + 2, 0, cmd) for i, cmd in enumerate(FCNTL_LOCKS)]    # -> the EPERM below
+    prog += [(ret, 0, 0, allow),                                                # t5+n
+             (ld, 0, 0, 16), (jset, 0, 1, CLONE_NEW_ANY),                       # clone's flags
+             (ret, 0, 0, errno_eperm), (ret, 0, 0, allow)]
     filters = (_SockFilter * len(prog))(*[_SockFilter(*ins) for ins in prog])
     fprog = _SockFprog(len(prog), filters)
     _check(_libc.prctl(22, 2, ctypes.byref(fprog), 0, 0), "seccomp")  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
@@ -293,7 +302,7 @@ def describe_exit(code: int) -> str:
 def serve(control: socket.socket, cfg: dict) -> None:
     while True:
         try:
-            msg, cgroup_fds = recv_frame(control, 1 << 16, want_fds=4)
+            msg, cgroup_fds = recv_frame(control, 1 << 16, want_fds=4, clean=False)
         except (EOFError, ValueError):
             return
         if msg.get("op") == "spawn":
@@ -423,7 +432,7 @@ def submission(channel: socket.socket, parent: int, cfg: dict) -> None:
 def run(channel: socket.socket, cfg: dict) -> int:
     """Receive the cells (after the trusted side has put this process into its cgroup), run them with
     output on the pipe that came with them, then answer driver calls until the channel closes."""
-    msg, fds = recv_frame(channel, cfg["max_cells_bytes"], want_fds=1)
+    msg, fds = recv_frame(channel, cfg["max_cells_bytes"], want_fds=1, clean=False)
     if fds:
         os.dup2(fds[0], 1), os.dup2(fds[0], 2)
         os.close(fds[0])
@@ -444,7 +453,7 @@ def run(channel: socket.socket, cfg: dict) -> int:
     ns = shell.user_ns
     while True:
         try:
-            request = recv_frame(channel, cfg["max_request_bytes"])
+            request = recv_frame(channel, cfg["max_request_bytes"], clean=False)
         except EOFError:
             return 0
         try:
@@ -457,7 +466,7 @@ def run(channel: socket.socket, cfg: dict) -> int:
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
     die_with_parent(int(os.environ.get("AUTOGRADER_PARENT", os.getppid())))
-    cfg = recv_frame(control, 1 << 24)
+    cfg = recv_frame(control, 1 << 24, clean=False)
     try:
         layers = setup(cfg)
     except Refused as exc:
