@@ -23,6 +23,8 @@ import nbformat
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
 
+from notebook_markdown import Unsupported, myst_leftovers, notebook_markdown
+
 MATHJAX_DIST = "sphinx-mathjax-offline"          # PyPI package that vendors MathJax 3.2.2
 MATHJAX_ENTRY = "tex-chtml.js"                   # TeX input, CommonHTML output
 # What tex-chtml.js loads: itself, TeX extensions (autoload), its fonts, and the menu's
@@ -145,17 +147,53 @@ def setup_cell_source(specs: dict[str, str]) -> str:
     )
 
 
+def site_url(app: Sphinx) -> str:
+    """Base URL of the published site: html_baseurl (`html: baseurl:` in _config.yml), else the
+    GitHub Pages address of the repository."""
+    base = app.config.html_baseurl
+    if not base:
+        repo = repository(app)
+        if repo is None or repo.provider != "github":
+            raise ExtensionError("set html.baseurl in _config.yml: notebooks link into the site")
+        base = f"https://{repo.org}.github.io/{repo.name}/"
+    return base.rstrip("/") + "/"
+
+
 def page_notebook(app: Sphinx, pagename: str) -> nbformat.NotebookNode:
-    """The page's MyST source as a notebook, with the setup cell first and no outputs."""
+    """The page as a plain Jupyter notebook: the setup cell first, then the page's code cells
+    exactly as in its source and, between them, Markdown written from Sphinx's resolved doctree
+    (notebook_markdown), so that no MyST syntax is left and glued values are the page's."""
     source = Path(app.env.doc2path(pagename))
     nb = jupytext.read(source)
     text = source.read_text(encoding="utf-8")
     specs = {module: spec for module, spec in install_specs(app).items()
              if module == "optlab" or re.search(rf"\b{re.escape(module)}\b", text)}
-    cell = nbformat.v4.new_code_cell(setup_cell_source(specs), metadata={"tags": [SETUP_TAG]})
-    nb.cells.insert(0, cell)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    doctree = app.env.get_and_resolve_doctree(pagename, app.builder)
+    page_url = site_url(app) + app.builder.get_target_uri(pagename)
+    try:
+        items = notebook_markdown(doctree, page_url, pagename,
+                                  app.env.toc_fignumbers.get(pagename, {}))
+    except Unsupported as err:
+        raise ExtensionError(f"{pagename}: no Markdown for {err} in the downloadable notebook") from None
+    containers = [node for kind, node in items if kind == "code"]
+    if len(containers) != len(code):
+        raise ExtensionError(f"{pagename}: the page shows {len(containers)} code cells, its source "
+                             f"has {len(code)} (a removed cell?); cannot pair them")
+    cells = [nbformat.v4.new_code_cell(setup_cell_source(specs), metadata={"tags": [SETUP_TAG]})]
+    code_iter = iter(code)
+    for kind, value in items:
+        if kind == "code":
+            cells.append(next(code_iter))
+        else:
+            leftovers = myst_leftovers(value)
+            if leftovers:
+                raise ExtensionError(f"{pagename}: MyST syntax left in the notebook: {leftovers[:3]}")
+            cells.append(nbformat.v4.new_markdown_cell(value))
+    nb.cells = cells
     for i, each in enumerate(nb.cells):        # stable ids: an unchanged page, an unchanged file
         each["id"] = f"cell-{i}"
+        each.pop("attachments", None) if each.cell_type == "code" else None
     nb.nbformat, nb.nbformat_minor = 4, 5
     nb.metadata.pop("jupytext", None)
     return nb
@@ -168,7 +206,7 @@ def write_notebooks(app: Sphinx) -> None:
         if "kernelspec" in app.env.metadata.get(docname, {}):
             target = Path(app.outdir) / "_sources" / f"{docname}.ipynb"
             target.parent.mkdir(parents=True, exist_ok=True)
-            jupytext.write(page_notebook(app, docname), target, fmt="ipynb")
+            nbformat.write(page_notebook(app, docname), target)
 
 
 def add_launch_links(app: Sphinx, pagename, templatename, context, doctree):

@@ -1,5 +1,7 @@
 """Each notebook page offers its .ipynb and Colab / Binder / JupyterHub launch links, all from the
-one repository URL in _config.yml; a downloaded notebook runs on its own in a clean directory."""
+one repository URL in _config.yml; a downloaded notebook is plain Jupyter Markdown (no MyST syntax
+left, the page's numbers and equation numbers in it), renders in JupyterLab, and runs on its own
+in a clean directory."""
 import json
 import re
 import shutil
@@ -59,7 +61,7 @@ def test_page_links_its_notebook_and_launchers(built_book, notebook_page):
     assert query == {"repo": [url], "branch": [nb_branch], "urlpath": [f"lab/tree/{name}/{nb_rel}"]}
 
 
-def test_notebook_is_the_myst_source_with_a_setup_cell_first(built_book, notebook_page):
+def test_notebook_has_the_sources_code_cells_after_a_setup_cell(built_book, notebook_page):
     nb = downloaded(built_book, notebook_page)
     setup, *cells = nb.cells
     assert setup.cell_type == "code" and "course-setup" in setup.metadata.get("tags", [])
@@ -105,3 +107,75 @@ def test_downloaded_notebook_runs_in_a_clean_directory(built_book, notebook_page
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     setup_output = "".join(o.get("text", "") for o in nb.cells[0].outputs)
     assert "pip" not in setup_output          # the local install already provides everything
+
+
+# ---------------------------------------------------------------------------- plain Markdown
+# MyST syntax as it shows once a Markdown renderer (nbconvert's, like JupyterLab's) has read it:
+# a role is "{name}" before an inline code span, a directive a code block whose language is
+# "{name}", a label a paragraph "(name)=", a colon fence a paragraph of ":::".
+MYST_IN_HTML = {
+    "role": re.compile(r"\{[a-zA-Z][\w:.+-]*\}$"),           # text right before a <code>
+    "label": re.compile(r"^\s*\([\w:.+-]+\)=\s*$", re.M),
+    "colon fence": re.compile(r"^\s*:{3,}", re.M),
+}
+
+
+def _markdown_cells_html(nb_path):
+    """The notebook rendered by nbconvert (JupyterLab's template); its Markdown cells' HTML."""
+    from bs4 import BeautifulSoup
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter(template_name="lab").from_filename(str(nb_path))
+    soup = BeautifulSoup(body, "html.parser")
+    return soup.select(".jp-MarkdownCell .jp-RenderedMarkdown")
+
+
+def test_downloaded_notebook_renders_without_myst_syntax(built_book, notebook_page):
+    cells = _markdown_cells_html(built_book / "_sources" / f"{notebook_page}.ipynb")
+    assert len(cells) > 3
+    found = []
+    for cell in cells:
+        for code in cell.find_all("code"):
+            classes = " ".join(code.get("class") or []) + " ".join(code.parent.get("class") or [])
+            if "{" in classes:                                 # ```{math}, ```{exercise} ...
+                found.append(f"directive: {classes}")
+            before = code.previous_sibling
+            if isinstance(before, str) and MYST_IN_HTML["role"].search(before):
+                found.append(f"role: {before.strip()}`{code.get_text()}`")
+        text = cell.get_text("\n")
+        found += [f"{kind}: {m.group(0).strip()}" for kind in ("label", "colon fence")
+                  for m in MYST_IN_HTML[kind].finditer(text)]
+        found += [f"role: {m}" for m in re.findall(r"\{(?:term|cite|eq|ref|numref|doc|glue[:\w]*|"
+                                                    r"math|download|prf:\w+)\}", text)]
+    assert found == [], f"MyST syntax left in the rendered notebook: {found[:10]}"
+
+
+def test_downloaded_notebook_shows_what_the_page_shows(built_book, notebook_page):
+    """Equation numbers, glued values and cross-references are the page's, as links into the
+    published site; math is $...$ / $$...$$."""
+    nb = downloaded(built_book, notebook_page)
+    md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    html = (built_book / f"{notebook_page}.html").read_text(encoding="utf-8")
+    source = page_source(notebook_page).read_text(encoding="utf-8")
+
+    assert re.findall(r'<span class="eqno">\(([\d.]+)\)', html) == \
+        re.findall(r"\\tag\{([\d.]+)\}", md), "equation numbers differ from the page's"
+    assert "{math}" not in md and md.count("$$") % 2 == 0
+    # Every glued value the page shows in its prose is in the notebook, in the same order.
+    glued = re.findall(r"\{glue:text\}`([^`:]+)", source)
+    if glued:
+        shown = re.findall(r'<span class="pasted-text">([^<]*)</span>', html)
+        assert shown, "page shows no glued values"
+        position = 0
+        for value in shown:
+            position = md.find(value, position)
+            assert position >= 0, f"glued value {value!r} of the page missing from the notebook"
+    site = book_config().get("html", {}).get("baseurl") or \
+        "https://{1}.github.io/{2}/".format(*repository())
+    for term in re.findall(r"\{term\}`([^`]+)`", source)[:5]:
+        label = re.sub(r"\s*<[^>]*>$", "", term)
+        assert f"[{label}]({site.rstrip('/')}/book/glossary.html#term-" in md, term
+    if "{cite}" in source:
+        assert re.search(r"\[[A-Z][^\]]*, \d{4}\]\(" + re.escape(site), md), "citation not a link"
+    if "{ref}" in source:
+        assert re.search(r"\]\(" + re.escape(site) + r"book/[\w-]+\.html#", md)
