@@ -179,3 +179,69 @@ def test_downloaded_notebook_shows_what_the_page_shows(built_book, notebook_page
         assert re.search(r"\[[A-Z][^\]]*, \d{4}\]\(" + re.escape(site), md), "citation not a link"
     if "{ref}" in source:
         assert re.search(r"\]\(" + re.escape(site) + r"book/[\w-]+\.html#", md)
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_downloaded_notebook_in_jupyterlab(built_book, browser, screenshot_dir, tmp_path):
+    """A downloaded chapter opened in JupyterLab (headless, loopback only): its Markdown renders
+    with typeset math, links and no MyST syntax; a screenshot goes to _build/screenshots/."""
+    import os
+    import secrets
+    import socket
+    import time
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = "book/momentum"
+    shutil.copy(built_book / "_sources" / f"{page}.ipynb", tmp_path / "momentum.ipynb")
+    token, port = secrets.token_hex(16), _free_port()
+    settings = tmp_path / ".lab-settings"          # no news pop-up over the screenshot
+    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+     ).write_text('{"fetchNews": "false"}')
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / ".jupyter-config"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / ".jupyter-runtime"),
+               JUPYTERLAB_SETTINGS_DIR=str(settings))
+    lab = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
+         "--ServerApp.allow_root=True", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
+         "jupyterlab.NeverCheckForUpdate"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert lab.poll() is None and time.time() < deadline, "JupyterLab did not start"
+                time.sleep(1)
+        browser.set_window_size(1280, 900)
+        browser.get(f"http://127.0.0.1:{port}/lab/tree/momentum.ipynb?token={token}")
+        rendered = ".jp-MarkdownCell .jp-RenderedMarkdown"
+        WebDriverWait(browser, 120).until(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, rendered)) > 3
+            and d.find_elements(By.CSS_SELECTOR, f"{rendered} mjx-container"))
+        browser.find_element(By.CSS_SELECTOR, "li[data-id='filebrowser']").click()   # hide it
+        heading = browser.find_element(By.XPATH, "//h2[contains(., 'form')]")  # "The lecture's form"
+        browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", heading)
+        WebDriverWait(browser, 60).until(lambda d: d.execute_script(
+            "const h = arguments[0].closest('.jp-Cell');"
+            "return h && h.querySelectorAll('mjx-container').length > 3", heading))
+        time.sleep(2)                                   # let MathJax finish the visible cells
+        cells = browser.find_elements(By.CSS_SELECTOR, rendered)
+        text = "\n".join(c.text for c in cells)
+        assert not re.search(r"\{(term|cite|eq|ref|glue:text|math)\}|\(ch-[\w-]+\)=", text), text[:500]
+        assert browser.find_elements(By.CSS_SELECTOR, f"{rendered} a[href*='glossary.html#term-']")
+        browser.save_screenshot(str(screenshot_dir / "jupyterlab-momentum.png"))
+    finally:
+        lab.terminate()
+        lab.wait(timeout=30)
