@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import re
 import shutil
@@ -271,10 +272,23 @@ def setup(app: Sphinx):
     app.add_config_value("course_notebook_modules", {"myst_nb": "myst-nb"}, "html", [dict])
     # Extra package index for Binder's image, e.g. PyTorch's CPU-only wheels (much smaller).
     app.add_config_value("course_binder_index_url", "", "html", [str])
+    app.add_css_file("course.css")                  # layout fixes (_ext/static)
     app.connect("config-inited", use_local_mathjax)
     app.connect("config-inited", theme_defaults)
     app.connect("html-page-context", add_search_scorer)
     app.connect("html-page-context", dedupe_scripts, priority=900)   # after all that add scripts
     app.connect("html-page-context", add_launch_links, priority=502)
     app.connect("build-finished", finish_site)
-    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
+    # env_version is a hash of this extension's files, so that changing any of them makes Sphinx
+    # read and write every page again (it keeps its environment only while those are unchanged).
+    return {"version": extension_hash(), "env_version": int(extension_hash()[:8], 16),
+            "parallel_read_safe": True, "parallel_write_safe": True}
+
+
+def extension_hash() -> str:
+    files = sorted(p for p in Path(__file__).parent.rglob("*")
+                   if p.is_file() and "__pycache__" not in p.parts)
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(STATIC.parent).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
