@@ -16,11 +16,17 @@ import importlib.metadata
 import re
 import shutil
 import tomllib
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlencode, urlparse
 
 import jupytext
 import nbformat
+from pybtex.plugin import register_plugin
+from pybtex.richtext import Text
+from pybtex.style.formatting.unsrt import Style as UnsrtStyle
+from pybtex.style.labels import BaseLabelStyle
+from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
 
@@ -238,6 +244,61 @@ def add_launch_links(app: Sphinx, pagename, templatename, context, doctree):
                 button["url"] = urls.get(button.get("text"), button.get("url"))
 
 
+# ---------------------------------------------------------------------------- citations
+class AuthorYearLabels(BaseLabelStyle):
+    """Bibliography labels as the text cites: "Polyak, 1964", "Kingma and Ba, 2015",
+    "Sutskever et al., 2013" (sphinxcontrib-bibtex's author_year reference style), instead of
+    pybtex's alpha labels ("Pol64") that no reader can match to the citation in the text."""
+
+    def format_labels(self, sorted_entries):
+        labels = [self.format_label(entry) for entry in sorted_entries]
+        count, counted = Counter(labels), Counter()
+        for label in labels:
+            if count[label] == 1:
+                yield label
+            else:                                     # "Goh, 2017a", "Goh, 2017b"
+                yield label + chr(ord("a") + counted[label])
+                counted.update([label])
+
+    @staticmethod
+    def format_label(entry) -> str:
+        people = entry.persons.get("author") or entry.persons.get("editor") or []
+        names = [Text.from_latex(" ".join(p.prelast_names + p.last_names)).render_as("text")
+                 for p in people]
+        who = (names[0] if len(names) == 1 else " and ".join(names) if len(names) == 2
+               else f"{names[0]} et al." if names else entry.fields.get("title", entry.key))
+        return f"{who}, {entry.fields.get('year', 'n.d.')}"
+
+
+class AuthorYearStyle(UnsrtStyle):
+    default_label_style = "course_author_year"
+    default_sorting_style = "author_year_title"
+
+
+register_plugin("pybtex.style.labels", "course_author_year", AuthorYearLabels)
+
+
+def drop_label_prefixes(app: Sphinx, doctree, docname: str) -> None:
+    """Show list labels without a bibliography's :labelprefix: ("[Lee, 2021]", not
+    "[CLLee, 2021]"). The prefix still keeps Sphinx's citation labels unique across pages when
+    two chapters list the same work; only the text shown changes."""
+    try:
+        domain = app.env.get_domain("cite")
+    except Exception:                                  # sphinxcontrib-bibtex not loaded
+        return
+    prefixes = {c.citation_id: domain.bibliographies[c.bibliography_key].labelprefix
+                for c in domain.citations if c.bibliography_key.docname == docname}
+    for citation in doctree.findall(nodes.citation):
+        prefix = next((prefixes[i] for i in citation["ids"] if prefixes.get(i)), "")
+        label = citation.next_node(nodes.label)
+        if prefix and label is not None:
+            for text in label.findall(nodes.Text):
+                if text.astext().startswith(prefix):
+                    text.parent.replace(text, nodes.Text(text.astext()[len(prefix):]))
+                    break
+register_plugin("pybtex.style.formatting", "course_author_year", AuthorYearStyle)
+
+
 # ---------------------------------------------------------------------------- page fixes
 def theme_defaults(app: Sphinx, config) -> None:
     # pydata-sphinx-theme logs a console error on a first visit when no colour mode is set.
@@ -278,6 +339,7 @@ def setup(app: Sphinx):
     app.connect("html-page-context", add_search_scorer)
     app.connect("html-page-context", dedupe_scripts, priority=900)   # after all that add scripts
     app.connect("html-page-context", add_launch_links, priority=502)
+    app.connect("doctree-resolved", drop_label_prefixes)
     app.connect("build-finished", finish_site)
     # env_version is a hash of this extension's files, so that changing any of them makes Sphinx
     # read and write every page again (it keeps its environment only while those are unchanged).

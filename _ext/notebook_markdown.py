@@ -148,7 +148,11 @@ class MarkdownWriter:
             return
         if isinstance(node, nodes.citation):          # a bibliography entry
             label = next((c for c in node.children if isinstance(c, nodes.label)), None)
-            text = " ".join(self.inline(p) for p in node.children if isinstance(p, nodes.paragraph))
+            # (A second resolution of the page, as here, makes sphinxcontrib-bibtex append the
+            # entry's text again to the citation nodes it keeps: each text once.)
+            texts = dict.fromkeys(self.inline(p) for p in node.children
+                                  if isinstance(p, nodes.paragraph))
+            text = " ".join(texts)
             out.append(f"- {'**[' + _escape(label.astext()) + ']** ' if label else ''}{text}")
             return
         if isinstance(node, nodes.Admonition) or node.tagname.endswith("_node") and \

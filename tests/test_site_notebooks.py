@@ -177,6 +177,14 @@ def test_downloaded_notebook_shows_what_the_page_shows(built_book, notebook_page
         assert f"[{label}]({site.rstrip('/')}/book/glossary.html#term-" in md, term
     if "{cite}" in source:
         assert re.search(r"\[[A-Z][^\]]*, \d{4}\]\(" + re.escape(site), md), "citation not a link"
+    page_entries = [re.sub(r"<[^>]+>", "", e) for e in re.findall(
+        r'<div class="citation" id="[^"]+" role="doc-biblioentry">.*?<p>(.*?)</p>', html, re.S)]
+    nb_entries = re.findall(r"^- \*\*\[([^\]]+)\]\*\* (.*)$", md, re.M)
+    assert len(nb_entries) == len(page_entries), "reference list differs from the page's"
+    for (_, entry), shown in zip(nb_entries, page_entries):
+        words = len(shown.split())
+        assert len(re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", entry).replace("*", "").split()) <= words + 2, \
+            f"reference entry longer than the page's: {entry[:80]}"
     if "{ref}" in source:
         assert re.search(r"\]\(" + re.escape(site) + r"book/[\w-]+\.html#", md)
 
