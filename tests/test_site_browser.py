@@ -6,6 +6,7 @@ bytes transferred. A full-page screenshot of each visit goes to _build/screensho
 each visit recorded in pages.json beside them.
 """
 import json
+import re
 from urllib.parse import urljoin, urlsplit
 
 import pytest
@@ -157,6 +158,12 @@ def test_search_finds_the_chapter(browser, site_url, query, chapter):
     hits = [urlsplit(a.get_attribute("href")).path.removeprefix("/").removesuffix(".html")
             for a in browser.find_elements(By.CSS_SELECTOR, "#search-results ul.search li > a")]
     assert chapter in hits[:3], f"search for {query!r} gave {hits}"
+    # Snippets are plain text: no TeX source of the pages' math.
+    WebDriverWait(browser, 30).until(lambda d: len(d.find_elements(
+        By.CSS_SELECTOR, "#search-results p.context")) >= min(len(hits), 5))
+    snippets = [p.text for p in browser.find_elements(By.CSS_SELECTOR, "#search-results p.context")]
+    tex = [s for s in snippets if re.search(r"\\[()\[\]]|\\[A-Za-z]+|\$\$", s)]
+    assert tex == [], f"raw TeX in search snippets: {tex[:3]}"
 
 
 def _docname(url, site_url):
