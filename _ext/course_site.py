@@ -30,14 +30,17 @@ from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
 
+import site_weight
 from notebook_markdown import Unsupported, myst_leftovers, notebook_markdown
 
 MATHJAX_DIST = "sphinx-mathjax-offline"          # PyPI package that vendors MathJax 3.2.2
-MATHJAX_ENTRY = "tex-chtml.js"                   # TeX input, CommonHTML output
-# What tex-chtml.js loads: itself, TeX extensions (autoload), its fonts, and the menu's
-# accessibility components (loaded only when a reader turns them on).
-MATHJAX_PARTS = (MATHJAX_ENTRY, "input/tex/extensions", "output/chtml/fonts/woff-v2",
-                 "a11y", "ui", "sre")
+# MathJax as separate components, not the tex-chtml.js bundle (1.2 MB, a third of it the
+# context menu): the loader, then TeX input, CommonHTML output and the hidden MathML that screen
+# readers read. Each page with math loads about 0.75 MB of it, plus the web fonts it uses.
+MATHJAX_ENTRY = "startup.js"
+MATHJAX_LOAD = ["input/tex", "output/chtml", "a11y/assistive-mml"]
+MATHJAX_PARTS = ("startup.js", "core.js", "input/tex.js", "input/tex/extensions", "output/chtml.js",
+                 "output/chtml/fonts/tex.js", "output/chtml/fonts/woff-v2", "a11y/assistive-mml.js")
 SETUP_TAG = "course-setup"
 STATIC = Path(__file__).parent / "static"
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s;#]+)", re.M)   # name==version lines
@@ -64,6 +67,14 @@ def use_local_mathjax(app: Sphinx, config) -> None:
         config.mathjax_path = f"mathjax/{MATHJAX_ENTRY}"  # relative: resolved under _static/
 
 
+def configure_mathjax_components(app: Sphinx) -> None:
+    """Tell MathJax's loader which components to load (after myst's own mathjax3_config)."""
+    if app.config.course_mathjax == "local":
+        mathjax = dict(app.config.mathjax3_config or {})
+        mathjax["loader"] = {**mathjax.get("loader", {}), "load": MATHJAX_LOAD}
+        app.config.mathjax3_config = mathjax
+
+
 def copy_tree(src: Path, dst: Path) -> None:
     """Copy src into dst, skipping files already there with the same size."""
     if src.is_file():
@@ -83,9 +94,21 @@ def finish_site(app: Sphinx, exception) -> None:
     out = Path(app.outdir)
     if app.config.course_mathjax == "local":
         src = mathjax_source_dir()
+        target = out / "_static" / "mathjax"
         for part in MATHJAX_PARTS:
-            copy_tree(src / part, out / "_static" / "mathjax" / part)
+            copy_tree(src / part, target / part)
+        keep = {f for part in MATHJAX_PARTS for f in ((target / part).rglob("*")
+                if (target / part).is_dir() else [target / part])}
+        for stale in [f for f in target.rglob("*") if f.is_file() and f not in keep]:
+            stale.unlink()                           # the bundle and menu of earlier builds
     write_notebooks(app)
+    pages = [p for p in out.rglob("*.html") if not {"_static", "_sources", "_images", "_downloads"}
+             & set(p.relative_to(out).parts)]
+    site_weight.slim_pages(out, pages)
+    site_weight.palette_pngs(out / "_images")
+    import pydata_sphinx_theme
+    site_weight.slim_stylesheet(out, pages, Path(pydata_sphinx_theme.__file__).parent / "theme"
+                                / "pydata_sphinx_theme" / "static" / "styles" / "pydata-sphinx-theme.css")
     (out / ".nojekyll").touch()             # GitHub Pages must serve _static/, _sources/
     repo = repository(app)
     if repo and repo.provider == "github":  # Binder builds its image from this file
@@ -326,6 +349,24 @@ def dedupe_scripts(app: Sphinx, pagename, templatename, context, doctree):
     context["script_files"] = unique
 
 
+# Stylesheets and scripts that extensions add to every page, and what a page must contain to
+# need them: Jupyter Book loads sphinx-design, sphinx-thebe and sphinx-proof everywhere.
+OPTIONAL_ASSETS = {"sphinx-design.min.css": "sd-", "design-tabs.js": "sd-tab",
+                   "sphinx-thebe.css": "thebe-launch-button", "sphinx-thebe.js": "thebe-launch-button",
+                   "proof.css": "proof"}
+
+
+def drop_unused_assets(app: Sphinx, pagename, templatename, context, doctree):
+    """Leave out of a page the extension assets nothing on it uses (page weight)."""
+    body = context.get("body", "")
+    def needed(asset) -> bool:
+        name = (getattr(asset, "filename", None) or str(asset)).split("?")[0].rsplit("/", 1)[-1]
+        return name not in OPTIONAL_ASSETS or OPTIONAL_ASSETS[name] in body
+    for key in ("css_files", "script_files"):
+        if key in context:
+            context[key] = [asset for asset in context[key] if needed(asset)]
+
+
 def setup(app: Sphinx):
     app.add_config_value("course_mathjax", "local", "html", [str])
     app.add_config_value("course_notebooks_branch", "gh-pages", "html", [str])
@@ -336,8 +377,10 @@ def setup(app: Sphinx):
     app.add_css_file("course.css")                  # layout fixes (_ext/static)
     app.connect("config-inited", use_local_mathjax)
     app.connect("config-inited", theme_defaults)
+    app.connect("builder-inited", configure_mathjax_components, priority=900)
     app.connect("html-page-context", add_search_scorer)
     app.connect("html-page-context", dedupe_scripts, priority=900)   # after all that add scripts
+    app.connect("html-page-context", drop_unused_assets, priority=901)
     app.connect("html-page-context", add_launch_links, priority=502)
     app.connect("doctree-resolved", drop_label_prefixes)
     app.connect("build-finished", finish_site)

@@ -7,15 +7,21 @@ each visit recorded in pages.json beside them.
 """
 import json
 import re
+import sys
 from urllib.parse import urljoin, urlsplit
 
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import SITE, toc_pages
+from conftest import ROOT, SITE, toc_pages
 
-MAX_PAGE_BYTES = 5 * 1024 * 1024
+sys.path.insert(0, str(ROOT / "scripts"))
+
+# First-load weight of a page: its HTML plus every script, stylesheet, font and image the
+# browser fetched for it (all figures included), uncompressed. Readers on slow or distant links
+# (GitHub Pages from mainland China) pay for every byte.
+MAX_PAGE_BYTES = int(1.5 * 1024 * 1024)
 LOCAL_SCHEMES = {"data", "blob", "about", "chrome", "devtools"}
 
 # Runs in the page once it has loaded: wait for MathJax (when the page uses it), web fonts and
@@ -35,7 +41,12 @@ const done = arguments[arguments.length - 1];
   const prose = article.cloneNode(true);
   prose.querySelectorAll('pre, code, script, mjx-container').forEach(n => n.remove());
   const maths = [...article.querySelectorAll('.math')];
+  // (images were made eager above, so every figure of the page counts.)
+  const resources = performance.getEntriesByType('resource');
+  const nav = performance.getEntriesByType('navigation')[0];
   done({
+    weight: nav.decodedBodySize + resources.reduce((sum, r) => sum + r.decodedBodySize, 0),
+    resources: resources.map(r => [r.name, r.decodedBodySize]).sort((a, b) => b[1] - a[1]),
     mathjax: !!(window.MathJax && MathJax.startup),
     math: maths.length,
     mathTypeset: maths.filter(m => m.querySelector('mjx-container')).length,
@@ -111,7 +122,30 @@ def test_page_loads_offline_without_errors(visit, site_page):
     assert page["outside"] == [], f"requests that left the site: {page['outside']}"
     assert page["failed"] == [], f"failed requests: {page['failed']}"
     assert page["console_errors"] == [], f"console errors: {page['console_errors']}"
-    assert 0 < page["transferred"] <= MAX_PAGE_BYTES, f"{page['transferred']} bytes transferred"
+    assert 0 < page["transferred"], "nothing transferred"
+
+
+def test_page_weight_at_most_1_5_mb(visit, site_page):
+    """Measured in the browser (Resource Timing: decoded sizes of the document and of every
+    resource it fetched); pages.json in _build/screenshots/ lists them per page."""
+    page = visit(site_page)
+    heaviest = ", ".join(f"{url.split('/')[-1]} {size // 1024} KB" for url, size in page["resources"][:6])
+    assert page["weight"] <= MAX_PAGE_BYTES, (
+        f"{site_page}: {page['weight'] / 2**20:.2f} MB on first load (heaviest: {heaviest})")
+    # The uncompressed bytes the network layer saw agree (the test server does not compress).
+    assert abs(page["transferred"] - page["weight"]) < 0.1 * page["weight"] + 50_000
+
+
+def test_page_weight_script_matches_the_browser(visit, site_page, built_book):
+    """scripts/page_weight.py estimates from the files what the browser fetches: never less,
+    and not much more (it counts the MathJax fonts a page's TeX is likely to need)."""
+    from page_weight import page_weights
+
+    rows = {r["page"]: r for r in page_weights(built_book)}
+    measured = visit(site_page)["weight"]
+    estimate = rows[f"{site_page}.html"]["total"]
+    assert measured * 0.97 <= estimate <= measured * 1.15 + 20_000, (
+        f"{site_page}: script says {estimate} bytes, the browser fetched {measured}")
 
 
 def test_math_is_typeset_by_local_mathjax(visit, toc_page):
