@@ -1,11 +1,13 @@
-"""Sphinx extension for the course site: offline MathJax and runnable notebook downloads.
+"""Sphinx extension for the course site: offline MathJax, runnable notebook downloads, weight.
 
 * MathJax is served from the site itself (``_static/mathjax``), copied at build time from the
-  ``sphinx-mathjax-offline`` package (MathJax 3.2.2). ``course_mathjax: cdn`` switches back to
-  Sphinx's CDN default.
-* Every notebook page gets ``_sources/<page>.ipynb``, converted from its MyST source with
-  jupytext, whose first cell installs what the notebook imports (the course package from the
-  repository URL in ``_config.yml``) when the import fails.
+  ``sphinx-mathjax-offline`` package (MathJax 3.2.2) as separate components.
+  ``course_mathjax: cdn`` switches back to Sphinx's CDN default.
+* Every notebook page gets ``_sources/<page>.ipynb``: plain Jupyter Markdown written from the
+  page's resolved doctree (notebook_markdown.py) around the page's own code cells, and a first
+  cell that installs what the notebook imports when the import fails: the student wheel of the
+  course package (student_wheel.py, ``packages/`` on the published site) and pinned packages.
+* Pages stay light (site_weight.py): icon subset, purged theme stylesheet, palette figures.
 * The Colab / Binder / JupyterHub launch buttons open that notebook from the branch the site is
   published to (``course_notebooks_branch``, default ``gh-pages``).
 """
@@ -31,6 +33,7 @@ from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
 
 import site_weight
+import student_wheel
 from notebook_markdown import Unsupported, myst_leftovers, notebook_markdown
 
 MATHJAX_DIST = "sphinx-mathjax-offline"          # PyPI package that vendors MathJax 3.2.2
@@ -42,6 +45,7 @@ MATHJAX_LOAD = ["input/tex", "output/chtml", "a11y/assistive-mml"]
 MATHJAX_PARTS = ("startup.js", "core.js", "input/tex.js", "input/tex/extensions", "output/chtml.js",
                  "output/chtml/fonts/tex.js", "output/chtml/fonts/woff-v2", "a11y/assistive-mml.js")
 SETUP_TAG = "course-setup"
+STUDENT_WHEEL_DIR = "packages"         # the student wheel, published with the site
 STATIC = Path(__file__).parent / "static"
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s;#]+)", re.M)   # name==version lines
 
@@ -101,6 +105,8 @@ def finish_site(app: Sphinx, exception) -> None:
                 if (target / part).is_dir() else [target / part])}
         for stale in [f for f in target.rglob("*") if f.is_file() and f not in keep]:
             stale.unlink()                           # the bundle and menu of earlier builds
+    student_wheel.build(Path(app.confdir), out / STUDENT_WHEEL_DIR,
+                        tomllib.loads((Path(app.confdir) / "pyproject.toml").read_text())["project"])
     write_notebooks(app)
     pages = [p for p in out.rglob("*.html") if not {"_static", "_sources", "_images", "_downloads"}
              & set(p.relative_to(out).parts)]
@@ -144,8 +150,10 @@ def install_specs(app: Sphinx) -> dict[str, str]:
     repo = repository(app)
     if repo is None:
         raise ExtensionError("set repository.url in _config.yml: notebooks install from it")
-    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]["name"]
-    specs = {"optlab": f"{project} @ git+{repo.url}@{repo.branch}"}
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    # The student wheel the build puts beside the pages (student_wheel.py): optlab only.
+    specs = {"optlab": site_url(app) + STUDENT_WHEEL_DIR + "/"
+             + student_wheel.wheel_name(project["name"], project["version"])}
     requirements = root / "requirements.txt"
     pins = {name.lower().replace("_", "-"): version for name, version in PIN.findall(
         requirements.read_text() if requirements.exists() else "")}

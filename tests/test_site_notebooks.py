@@ -84,15 +84,21 @@ def _run_setup_cell(source, hide):
     return json.loads(out.stdout)
 
 
-def test_setup_cell_installs_the_course_package_from_the_repository(built_book, notebook_page):
-    source = downloaded(built_book, notebook_page).cells[0].source
-    url, _, _, branch, _, _ = repository()
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"]
+def _site_base():
+    return book_config().get("html", {}).get("baseurl") or \
+        "https://{1}.github.io/{2}/".format(*repository())
 
+
+def test_setup_cell_installs_the_student_wheel_from_the_site(built_book, notebook_page):
+    """Not the repository (which holds solutions/): the wheel published with the site."""
+    source = downloaded(built_book, notebook_page).cells[0].source
     assert _run_setup_cell(source, []) == [], "installs although everything imports"
     [call] = _run_setup_cell(source, ["optlab"])
     assert call[:4] == [sys.executable, "-m", "pip", "install"]
-    assert f"{project} @ git+{url}@{branch}" in call
+    [wheel] = [arg for arg in call if arg.endswith(".whl")]
+    assert wheel.startswith(_site_base().rstrip("/") + "/packages/")
+    assert (built_book / "packages" / wheel.rsplit("/", 1)[1]).is_file()
+    assert not any("git+" in arg for arg in call)
     if "myst_nb" in page_source(notebook_page).read_text(encoding="utf-8"):
         [call] = _run_setup_cell(source, ["myst_nb"])
         assert any(arg.startswith("myst-nb") for arg in call)
@@ -253,3 +259,22 @@ def test_downloaded_notebook_in_jupyterlab(built_book, browser, screenshot_dir, 
     finally:
         lab.terminate()
         lab.wait(timeout=30)
+
+
+def test_student_wheel_holds_optlab_only_and_installs(built_book, tmp_path):
+    """The wheel has optlab and its metadata, nothing of autograder/ or solutions/; pip
+    installs it (without dependencies, offline) and optlab imports from there."""
+    import zipfile
+
+    [wheel] = (built_book / "packages").glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"optlab", wheel.name.split("-")[0] + "-"
+                                                 + wheel.name.split("-")[1] + ".dist-info"}
+    assert {f"optlab/{p.name}" for p in (ROOT / "optlab").glob("*.py")} <= set(names)
+    target = tmp_path / "site-packages"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                    "--target", str(target), str(wheel)], check=True)
+    out = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                          "import optlab; print(optlab.__file__); print(optlab.device())", str(target)],
+                         capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert out.stdout.startswith(str(target / "optlab")), out.stdout
