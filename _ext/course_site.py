@@ -383,6 +383,7 @@ def setup(app: Sphinx):
     # Extra package index for Binder's image, e.g. PyTorch's CPU-only wheels (much smaller).
     app.add_config_value("course_binder_index_url", "", "html", [str])
     app.add_css_file("course.css")                  # layout fixes (_ext/static)
+    app.add_js_file("course.js", defer="defer")     # tables as cards on phones
     app.connect("config-inited", use_local_mathjax)
     app.connect("config-inited", theme_defaults)
     app.connect("builder-inited", configure_mathjax_components, priority=900)
