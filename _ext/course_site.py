@@ -231,7 +231,6 @@ def page_notebook(app: Sphinx, pagename: str) -> nbformat.NotebookNode:
     nb.cells = cells
     for i, each in enumerate(nb.cells):        # stable ids: an unchanged page, an unchanged file
         each["id"] = f"cell-{i}"
-        each.pop("attachments", None) if each.cell_type == "code" else None
     nb.nbformat, nb.nbformat_minor = 4, 5
     nb.metadata.pop("jupytext", None)
     return nb

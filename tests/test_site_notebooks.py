@@ -256,6 +256,29 @@ def test_downloaded_notebook_in_jupyterlab(built_book, browser, screenshot_dir, 
         assert not re.search(r"\{(term|cite|eq|ref|glue:text|math)\}|\(ch-[\w-]+\)=", text), text[:500]
         assert browser.find_elements(By.CSS_SELECTOR, f"{rendered} a[href*='glossary.html#term-']")
         browser.save_screenshot(str(screenshot_dir / "jupyterlab-momentum.png"))
+
+        # Exercises: a block quote, and the solution a <details> that opens on a click.
+        exercises = browser.find_element(By.XPATH, "//h2[starts-with(., 'Exercises')]")
+        browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", exercises)
+        WebDriverWait(browser, 30).until(lambda d: d.find_elements(
+            By.CSS_SELECTOR, f"{rendered} details summary"))
+        summary = browser.find_element(By.CSS_SELECTOR, f"{rendered} details summary")
+        assert summary.text.startswith("Solution to Exercise")
+        assert browser.find_elements(By.CSS_SELECTOR, f"{rendered} blockquote")
+        summary.click()
+        WebDriverWait(browser, 10).until(lambda d: d.execute_script(
+            "return document.querySelector(arguments[0]).open", f"{rendered} details"))
+        time.sleep(1)
+        browser.save_screenshot(str(screenshot_dir / "jupyterlab-momentum-exercises.png"))
+
+        # Notebook 7, from the same server, renders the same Markdown.
+        browser.get(f"http://127.0.0.1:{port}/notebooks/momentum.ipynb?token={token}")
+        WebDriverWait(browser, 120).until(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, rendered)) > 3
+            and d.find_elements(By.CSS_SELECTOR, f"{rendered} mjx-container"))
+        text = "\n".join(c.text for c in browser.find_elements(By.CSS_SELECTOR, rendered))
+        assert "Momentum" in text and not re.search(r"\{(term|cite|eq|ref|glue:text)\}", text)
+        browser.save_screenshot(str(screenshot_dir / "notebook7-momentum.png"))
     finally:
         lab.terminate()
         lab.wait(timeout=30)
