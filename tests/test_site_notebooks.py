@@ -183,6 +183,9 @@ def test_downloaded_notebook_shows_what_the_page_shows(built_book, notebook_page
         assert f"[{label}]({site.rstrip('/')}/book/glossary.html#term-" in md, term
     if "{cite}" in source:
         assert re.search(r"\[[A-Z][^\]]*, \d{4}\]\(" + re.escape(site), md), "citation not a link"
+    # Exercises as block quotes with the page's numbers, solutions as <details>.
+    assert len(re.findall(r"^> \*\*Exercise \d+", md, re.M)) == html.count('<div class="exercise admonition"')
+    assert md.count("<details>") == html.count('<div class="solution dropdown admonition"')
     page_entries = [re.sub(r"<[^>]+>", "", e) for e in re.findall(
         r'<div class="citation" id="[^"]+" role="doc-biblioentry">.*?<p>(.*?)</p>', html, re.S)]
     nb_entries = re.findall(r"^- \*\*\[([^\]]+)\]\*\* (.*)$", md, re.M)
