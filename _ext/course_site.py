@@ -24,11 +24,12 @@ from urllib.parse import urlencode, urlparse
 
 import jupytext
 import nbformat
+import pydata_sphinx_theme
+from docutils import nodes
 from pybtex.plugin import register_plugin
 from pybtex.richtext import Text
 from pybtex.style.formatting.unsrt import Style as UnsrtStyle
 from pybtex.style.labels import BaseLabelStyle
-from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
 
@@ -47,6 +48,9 @@ MATHJAX_PARTS = ("startup.js", "core.js", "input/tex.js", "input/tex/extensions"
 SETUP_TAG = "course-setup"
 STUDENT_WHEEL_DIR = "packages"         # the student wheel, published with the site
 STATIC = Path(__file__).parent / "static"
+# The theme's own stylesheet, from which the build writes the site's purged copy every time.
+THEME_CSS_SOURCE = (Path(pydata_sphinx_theme.__file__).parent / "theme" / "pydata_sphinx_theme"
+                    / "static" / "styles" / "pydata-sphinx-theme.css")
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s;#]+)", re.M)   # name==version lines
 
 
@@ -112,9 +116,8 @@ def finish_site(app: Sphinx, exception) -> None:
              & set(p.relative_to(out).parts)]
     site_weight.slim_pages(out, pages)
     site_weight.palette_pngs(out / "_images")
-    import pydata_sphinx_theme
-    site_weight.slim_stylesheet(out, pages, Path(pydata_sphinx_theme.__file__).parent / "theme"
-                                / "pydata_sphinx_theme" / "static" / "styles" / "pydata-sphinx-theme.css")
+    site_weight.slim_stylesheet(out, pages, THEME_CSS_SOURCE)
+    site_weight.slim_other_stylesheets(out, pages, out.parent / ".course_site" / "css")
     (out / ".nojekyll").touch()             # GitHub Pages must serve _static/, _sources/
     repo = repository(app)
     if repo and repo.provider == "github":  # Binder builds its image from this file
@@ -391,7 +394,8 @@ def setup(app: Sphinx):
     app.connect("html-page-context", drop_unused_assets, priority=901)
     app.connect("html-page-context", add_launch_links, priority=502)
     app.connect("doctree-resolved", drop_label_prefixes)
-    app.connect("build-finished", finish_site)
+    # After the themes' own build-finished work (pydata-sphinx-theme rewrites pygments.css).
+    app.connect("build-finished", finish_site, priority=900)
     # env_version is a hash of this extension's files, so that changing any of them makes Sphinx
     # read and write every page again (it keeps its environment only while those are unchanged).
     return {"version": extension_hash(), "env_version": int(extension_hash()[:8], 16),

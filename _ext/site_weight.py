@@ -8,6 +8,8 @@ idempotent, since Sphinx rewrites only the pages that changed.
   script at build time, and draws them the same way (inline SVG).
 * Search scripts and the search index load only on the search page (the theme loads them on
   every page for a search-as-you-type box this site does not turn on).
+* Stylesheets keep only the rules whose classes and ids occur in the pages or their scripts
+  (as PurgeCSS does); Font Awesome's fonts keep only the glyphs those rules draw.
 * Figures: PNGs from matplotlib are stored with a 256-colour palette when that keeps them
   visually identical (plots use few colours), which makes them several times smaller.
 """
@@ -247,3 +249,33 @@ def slim_stylesheet(out: Path, pages: list[Path], original: Path) -> None:
     target.write_text(purge_css(original.read_text(encoding="utf-8"), site_words(out, pages)),
                       encoding="utf-8")
     subset_icon_fonts(out, target)
+
+
+def slim_other_stylesheets(out: Path, pages: list[Path], cache: Path) -> None:
+    """The same purge for every other stylesheet the pages link under _static/ (myst-nb's,
+    Sphinx's basic.css, the book theme's, Pygments' ...). Each is purged from the copy Sphinx
+    last wrote, kept in `cache`: Sphinx rewrites some of them on every build and leaves others
+    as they are, so a file that still holds our last output is purged again from the kept copy."""
+    words = site_words(out, pages)
+    linked = set()
+    for page in pages:
+        for tag in re.findall(r"<link\b[^>]*>", page.read_text(encoding="utf-8", errors="replace")):
+            href = re.search(r'href="([^"?#]+)', tag)
+            if 'rel="stylesheet"' in tag and href:
+                linked.add((page.parent / href.group(1)).resolve())
+    for css in list(linked):                         # and what those import (theme.css: basic.css)
+        if css.is_file():
+            for ref in re.findall(r"""@import\s+(?:url\()?["']?([^"')\s;]+)""", css.read_text(encoding="utf-8")):
+                linked.add((css.parent / ref).resolve())
+    for css in sorted(linked):
+        rel = css.relative_to(out.resolve()).as_posix() if css.is_file() else None
+        if rel is None or not rel.startswith("_static/") or rel == THEME_CSS:
+            continue
+        pristine, last = cache / rel, cache / (rel + ".purged")
+        current = css.read_bytes()
+        if not (last.exists() and last.read_bytes() == current):
+            pristine.parent.mkdir(parents=True, exist_ok=True)
+            pristine.write_bytes(current)                # as Sphinx (or an extension) wrote it
+        purged = purge_css(pristine.read_text(encoding="utf-8"), words).encode()
+        css.write_bytes(purged)
+        last.write_bytes(purged)
