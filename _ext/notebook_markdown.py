@@ -155,9 +155,7 @@ class MarkdownWriter:
             text = " ".join(texts)
             out.append(f"- {'**[' + _escape(label.astext()) + ']** ' if label else ''}{text}")
             return
-        if isinstance(node, nodes.Admonition) or node.tagname.endswith("_node") and \
-                isinstance(node, nodes.Element) and node.get("classes") is not None and \
-                any(isinstance(c, nodes.title) for c in node.children):
+        if isinstance(node, nodes.Admonition):     # note, tip ..., sphinx-exercise's nodes
             out.append(self.admonition(node, level))
             return
         if isinstance(node, nodes.rubric):
@@ -173,6 +171,9 @@ class MarkdownWriter:
                 return
             else:
                 self.blocks(node, level, out)
+            return
+        if isinstance(node, nodes.Inline):           # inline content outside a paragraph
+            out.append(self.inline(node))
             return
         raise Unsupported(f"{node.tagname} (line {getattr(node, 'line', None)})")
 
