@@ -315,9 +315,10 @@ return [...document.querySelectorAll('.search-button-field, .search-button, inpu
 """
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def narrow_browser(browser):
-    """The same browser, its viewport set per width (a phone and a tablet as mobile devices)."""
+    """The same browser, its viewport set per width (a phone and a tablet as mobile devices);
+    back to the normal window after each test."""
     def at(width):
         browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
             "width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 1000})
