@@ -1,36 +1,56 @@
-"""Sphinx extension for the course site: offline MathJax and runnable notebook downloads.
+"""Sphinx extension for the course site: offline MathJax, runnable notebook downloads, weight.
 
 * MathJax is served from the site itself (``_static/mathjax``), copied at build time from the
-  ``sphinx-mathjax-offline`` package (MathJax 3.2.2). ``course_mathjax: cdn`` switches back to
-  Sphinx's CDN default.
-* Every notebook page gets ``_sources/<page>.ipynb``, converted from its MyST source with
-  jupytext, whose first cell installs what the notebook imports (the course package from the
-  repository URL in ``_config.yml``) when the import fails.
+  ``sphinx-mathjax-offline`` package (MathJax 3.2.2) as separate components.
+  ``course_mathjax: cdn`` switches back to Sphinx's CDN default.
+* Every notebook page gets ``_sources/<page>.ipynb``: plain Jupyter Markdown written from the
+  page's resolved doctree (notebook_markdown.py) around the page's own code cells, and a first
+  cell that installs what the notebook imports when the import fails: the student wheel of the
+  course package (student_wheel.py, ``packages/`` on the published site) and pinned packages.
+* Pages stay light (site_weight.py): icon subset, purged theme stylesheet, palette figures.
 * The Colab / Binder / JupyterHub launch buttons open that notebook from the branch the site is
   published to (``course_notebooks_branch``, default ``gh-pages``).
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import re
 import shutil
 import tomllib
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlencode, urlparse
 
 import jupytext
 import nbformat
+import pydata_sphinx_theme
+from docutils import nodes
+from pybtex.plugin import register_plugin
+from pybtex.richtext import Text
+from pybtex.style.formatting.unsrt import Style as UnsrtStyle
+from pybtex.style.labels import BaseLabelStyle
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
 
+import site_weight
+import student_wheel
+from notebook_markdown import Unsupported, myst_leftovers, notebook_markdown
+
 MATHJAX_DIST = "sphinx-mathjax-offline"          # PyPI package that vendors MathJax 3.2.2
-MATHJAX_ENTRY = "tex-chtml.js"                   # TeX input, CommonHTML output
-# What tex-chtml.js loads: itself, TeX extensions (autoload), its fonts, and the menu's
-# accessibility components (loaded only when a reader turns them on).
-MATHJAX_PARTS = (MATHJAX_ENTRY, "input/tex/extensions", "output/chtml/fonts/woff-v2",
-                 "a11y", "ui", "sre")
+# MathJax as separate components, not the tex-chtml.js bundle (1.2 MB, a third of it the
+# context menu): the loader, then TeX input, CommonHTML output and the hidden MathML that screen
+# readers read. Each page with math loads about 0.75 MB of it, plus the web fonts it uses.
+MATHJAX_ENTRY = "startup.js"
+MATHJAX_LOAD = ["input/tex", "output/chtml", "a11y/assistive-mml"]
+MATHJAX_PARTS = ("startup.js", "core.js", "input/tex.js", "input/tex/extensions", "output/chtml.js",
+                 "output/chtml/fonts/tex.js", "output/chtml/fonts/woff-v2", "a11y/assistive-mml.js")
 SETUP_TAG = "course-setup"
+STUDENT_WHEEL_DIR = "packages"         # the student wheel, published with the site
 STATIC = Path(__file__).parent / "static"
+# The theme's own stylesheet, from which the build writes the site's purged copy every time.
+THEME_CSS_SOURCE = (Path(pydata_sphinx_theme.__file__).parent / "theme" / "pydata_sphinx_theme"
+                    / "static" / "styles" / "pydata-sphinx-theme.css")
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s;#]+)", re.M)   # name==version lines
 
 
@@ -55,6 +75,14 @@ def use_local_mathjax(app: Sphinx, config) -> None:
         config.mathjax_path = f"mathjax/{MATHJAX_ENTRY}"  # relative: resolved under _static/
 
 
+def configure_mathjax_components(app: Sphinx) -> None:
+    """Tell MathJax's loader which components to load (after myst's own mathjax3_config)."""
+    if app.config.course_mathjax == "local":
+        mathjax = dict(app.config.mathjax3_config or {})
+        mathjax["loader"] = {**mathjax.get("loader", {}), "load": MATHJAX_LOAD}
+        app.config.mathjax3_config = mathjax
+
+
 def copy_tree(src: Path, dst: Path) -> None:
     """Copy src into dst, skipping files already there with the same size."""
     if src.is_file():
@@ -74,9 +102,22 @@ def finish_site(app: Sphinx, exception) -> None:
     out = Path(app.outdir)
     if app.config.course_mathjax == "local":
         src = mathjax_source_dir()
+        target = out / "_static" / "mathjax"
         for part in MATHJAX_PARTS:
-            copy_tree(src / part, out / "_static" / "mathjax" / part)
+            copy_tree(src / part, target / part)
+        keep = {f for part in MATHJAX_PARTS for f in ((target / part).rglob("*")
+                if (target / part).is_dir() else [target / part])}
+        for stale in [f for f in target.rglob("*") if f.is_file() and f not in keep]:
+            stale.unlink()                           # the bundle and menu of earlier builds
+    student_wheel.build(Path(app.confdir), out / STUDENT_WHEEL_DIR,
+                        tomllib.loads((Path(app.confdir) / "pyproject.toml").read_text())["project"])
     write_notebooks(app)
+    pages = [p for p in out.rglob("*.html") if not {"_static", "_sources", "_images", "_downloads"}
+             & set(p.relative_to(out).parts)]
+    site_weight.slim_pages(out, pages)
+    site_weight.palette_pngs(out / "_images")
+    site_weight.slim_stylesheet(out, pages, THEME_CSS_SOURCE)
+    site_weight.slim_other_stylesheets(out, pages, out.parent / ".course_site" / "css")
     (out / ".nojekyll").touch()             # GitHub Pages must serve _static/, _sources/
     repo = repository(app)
     if repo and repo.provider == "github":  # Binder builds its image from this file
@@ -112,8 +153,10 @@ def install_specs(app: Sphinx) -> dict[str, str]:
     repo = repository(app)
     if repo is None:
         raise ExtensionError("set repository.url in _config.yml: notebooks install from it")
-    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]["name"]
-    specs = {"optlab": f"{project} @ git+{repo.url}@{repo.branch}"}
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    # The student wheel the build puts beside the pages (student_wheel.py): optlab only.
+    specs = {"optlab": site_url(app) + STUDENT_WHEEL_DIR + "/"
+             + student_wheel.wheel_name(project["name"], project["version"])}
     requirements = root / "requirements.txt"
     pins = {name.lower().replace("_", "-"): version for name, version in PIN.findall(
         requirements.read_text() if requirements.exists() else "")}
@@ -145,15 +188,50 @@ def setup_cell_source(specs: dict[str, str]) -> str:
     )
 
 
+def site_url(app: Sphinx) -> str:
+    """Base URL of the published site: html_baseurl (`html: baseurl:` in _config.yml), else the
+    GitHub Pages address of the repository."""
+    base = app.config.html_baseurl
+    if not base:
+        repo = repository(app)
+        if repo is None or repo.provider != "github":
+            raise ExtensionError("set html.baseurl in _config.yml: notebooks link into the site")
+        base = f"https://{repo.org}.github.io/{repo.name}/"
+    return base.rstrip("/") + "/"
+
+
 def page_notebook(app: Sphinx, pagename: str) -> nbformat.NotebookNode:
-    """The page's MyST source as a notebook, with the setup cell first and no outputs."""
+    """The page as a plain Jupyter notebook: the setup cell first, then the page's code cells
+    exactly as in its source and, between them, Markdown written from Sphinx's resolved doctree
+    (notebook_markdown), so that no MyST syntax is left and glued values are the page's."""
     source = Path(app.env.doc2path(pagename))
     nb = jupytext.read(source)
     text = source.read_text(encoding="utf-8")
     specs = {module: spec for module, spec in install_specs(app).items()
              if module == "optlab" or re.search(rf"\b{re.escape(module)}\b", text)}
-    cell = nbformat.v4.new_code_cell(setup_cell_source(specs), metadata={"tags": [SETUP_TAG]})
-    nb.cells.insert(0, cell)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    doctree = app.env.get_and_resolve_doctree(pagename, app.builder)
+    page_url = site_url(app) + app.builder.get_target_uri(pagename)
+    try:
+        items = notebook_markdown(doctree, page_url, pagename,
+                                  app.env.toc_fignumbers.get(pagename, {}))
+    except Unsupported as err:
+        raise ExtensionError(f"{pagename}: no Markdown for {err} in the downloadable notebook") from None
+    containers = [node for kind, node in items if kind == "code"]
+    if len(containers) != len(code):
+        raise ExtensionError(f"{pagename}: the page shows {len(containers)} code cells, its source "
+                             f"has {len(code)} (a removed cell?); cannot pair them")
+    cells = [nbformat.v4.new_code_cell(setup_cell_source(specs), metadata={"tags": [SETUP_TAG]})]
+    code_iter = iter(code)
+    for kind, value in items:
+        if kind == "code":
+            cells.append(next(code_iter))
+        else:
+            leftovers = myst_leftovers(value)
+            if leftovers:
+                raise ExtensionError(f"{pagename}: MyST syntax left in the notebook: {leftovers[:3]}")
+            cells.append(nbformat.v4.new_markdown_cell(value))
+    nb.cells = cells
     for i, each in enumerate(nb.cells):        # stable ids: an unchanged page, an unchanged file
         each["id"] = f"cell-{i}"
     nb.nbformat, nb.nbformat_minor = 4, 5
@@ -168,7 +246,7 @@ def write_notebooks(app: Sphinx) -> None:
         if "kernelspec" in app.env.metadata.get(docname, {}):
             target = Path(app.outdir) / "_sources" / f"{docname}.ipynb"
             target.parent.mkdir(parents=True, exist_ok=True)
-            jupytext.write(page_notebook(app, docname), target, fmt="ipynb")
+            nbformat.write(page_notebook(app, docname), target)
 
 
 def add_launch_links(app: Sphinx, pagename, templatename, context, doctree):
@@ -199,6 +277,61 @@ def add_launch_links(app: Sphinx, pagename, templatename, context, doctree):
                 button["url"] = urls.get(button.get("text"), button.get("url"))
 
 
+# ---------------------------------------------------------------------------- citations
+class AuthorYearLabels(BaseLabelStyle):
+    """Bibliography labels as the text cites: "Polyak, 1964", "Kingma and Ba, 2015",
+    "Sutskever et al., 2013" (sphinxcontrib-bibtex's author_year reference style), instead of
+    pybtex's alpha labels ("Pol64") that no reader can match to the citation in the text."""
+
+    def format_labels(self, sorted_entries):
+        labels = [self.format_label(entry) for entry in sorted_entries]
+        count, counted = Counter(labels), Counter()
+        for label in labels:
+            if count[label] == 1:
+                yield label
+            else:                                     # "Goh, 2017a", "Goh, 2017b"
+                yield label + chr(ord("a") + counted[label])
+                counted.update([label])
+
+    @staticmethod
+    def format_label(entry) -> str:
+        people = entry.persons.get("author") or entry.persons.get("editor") or []
+        names = [Text.from_latex(" ".join(p.prelast_names + p.last_names)).render_as("text")
+                 for p in people]
+        who = (names[0] if len(names) == 1 else " and ".join(names) if len(names) == 2
+               else f"{names[0]} et al." if names else entry.fields.get("title", entry.key))
+        return f"{who}, {entry.fields.get('year', 'n.d.')}"
+
+
+class AuthorYearStyle(UnsrtStyle):
+    default_label_style = "course_author_year"
+    default_sorting_style = "author_year_title"
+
+
+register_plugin("pybtex.style.labels", "course_author_year", AuthorYearLabels)
+
+
+def drop_label_prefixes(app: Sphinx, doctree, docname: str) -> None:
+    """Show list labels without a bibliography's :labelprefix: ("[Lee, 2021]", not
+    "[CLLee, 2021]"). The prefix still keeps Sphinx's citation labels unique across pages when
+    two chapters list the same work; only the text shown changes."""
+    try:
+        domain = app.env.get_domain("cite")
+    except Exception:                                  # sphinxcontrib-bibtex not loaded
+        return
+    prefixes = {c.citation_id: domain.bibliographies[c.bibliography_key].labelprefix
+                for c in domain.citations if c.bibliography_key.docname == docname}
+    for citation in doctree.findall(nodes.citation):
+        prefix = next((prefixes[i] for i in citation["ids"] if prefixes.get(i)), "")
+        label = citation.next_node(nodes.label)
+        if prefix and label is not None:
+            for text in label.findall(nodes.Text):
+                if text.astext().startswith(prefix):
+                    text.parent.replace(text, nodes.Text(text.astext()[len(prefix):]))
+                    break
+register_plugin("pybtex.style.formatting", "course_author_year", AuthorYearStyle)
+
+
 # ---------------------------------------------------------------------------- page fixes
 def theme_defaults(app: Sphinx, config) -> None:
     # pydata-sphinx-theme logs a console error on a first visit when no colour mode is set.
@@ -226,6 +359,24 @@ def dedupe_scripts(app: Sphinx, pagename, templatename, context, doctree):
     context["script_files"] = unique
 
 
+# Stylesheets and scripts that extensions add to every page, and what a page must contain to
+# need them: Jupyter Book loads sphinx-design, sphinx-thebe and sphinx-proof everywhere.
+OPTIONAL_ASSETS = {"sphinx-design.min.css": "sd-", "design-tabs.js": "sd-tab",
+                   "sphinx-thebe.css": "thebe-launch-button", "sphinx-thebe.js": "thebe-launch-button",
+                   "proof.css": "proof"}
+
+
+def drop_unused_assets(app: Sphinx, pagename, templatename, context, doctree):
+    """Leave out of a page the extension assets nothing on it uses (page weight)."""
+    body = context.get("body", "")
+    def needed(asset) -> bool:
+        name = (getattr(asset, "filename", None) or str(asset)).split("?")[0].rsplit("/", 1)[-1]
+        return name not in OPTIONAL_ASSETS or OPTIONAL_ASSETS[name] in body
+    for key in ("css_files", "script_files"):
+        if key in context:
+            context[key] = [asset for asset in context[key] if needed(asset)]
+
+
 def setup(app: Sphinx):
     app.add_config_value("course_mathjax", "local", "html", [str])
     app.add_config_value("course_notebooks_branch", "gh-pages", "html", [str])
@@ -233,10 +384,28 @@ def setup(app: Sphinx):
     app.add_config_value("course_notebook_modules", {"myst_nb": "myst-nb"}, "html", [dict])
     # Extra package index for Binder's image, e.g. PyTorch's CPU-only wheels (much smaller).
     app.add_config_value("course_binder_index_url", "", "html", [str])
+    app.add_css_file("course.css")                  # layout fixes (_ext/static)
+    app.add_js_file("course.js", defer="defer")     # tables as cards on phones
     app.connect("config-inited", use_local_mathjax)
     app.connect("config-inited", theme_defaults)
+    app.connect("builder-inited", configure_mathjax_components, priority=900)
     app.connect("html-page-context", add_search_scorer)
     app.connect("html-page-context", dedupe_scripts, priority=900)   # after all that add scripts
+    app.connect("html-page-context", drop_unused_assets, priority=901)
     app.connect("html-page-context", add_launch_links, priority=502)
-    app.connect("build-finished", finish_site)
-    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
+    app.connect("doctree-resolved", drop_label_prefixes)
+    # After the themes' own build-finished work (pydata-sphinx-theme rewrites pygments.css).
+    app.connect("build-finished", finish_site, priority=900)
+    # env_version is a hash of this extension's files, so that changing any of them makes Sphinx
+    # read and write every page again (it keeps its environment only while those are unchanged).
+    return {"version": extension_hash(), "env_version": int(extension_hash()[:8], 16),
+            "parallel_read_safe": True, "parallel_write_safe": True}
+
+
+def extension_hash() -> str:
+    files = sorted(p for p in Path(__file__).parent.rglob("*")
+                   if p.is_file() and "__pycache__" not in p.parts)
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(STATIC.parent).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]

@@ -2,19 +2,45 @@
 
     python scripts/page_weight.py [_build/html] [--limit-mb 5]
 
-Assets are the page's stylesheets, scripts, images and media, the files those stylesheets load
-(fonts, images), and, on pages that use MathJax, its web fonts (loaded on demand; counted in
-full, so the figure is an upper bound). Exits 1 when a page is over the limit.
+Assets are the page's stylesheets, scripts, images and media (all figures, whether or not they
+are on the first screen), the files those stylesheets load (fonts, images), and, on pages that
+use MathJax, the components its loader fetches (from the page's MathJax configuration) and the
+web fonts its TeX needs (MathJax loads each font on demand; the script counts the main, italic
+and size fonts of every page with math, plus bold, AMS, calligraphic ... where the TeX uses them).
+The browser test (tests/test_site_browser.py) checks that this stays within a few percent of
+what Chromium fetches. Exits 1 when a page is over the limit (1.5 MB).
 """
 from __future__ import annotations
 
 import argparse
+import html
+import json
+import re
 import sys
 from pathlib import Path
 
 from site_html import css_refs, is_local, pages, parse, resolve
 
-MATHJAX_FONTS = "_static/mathjax/output/chtml/fonts/woff-v2"
+MATHJAX = "_static/mathjax"
+MATHJAX_FONTS = f"{MATHJAX}/output/chtml/fonts/woff-v2"
+# Components a MathJax component needs besides itself (as MathJax's loader resolves them).
+MATHJAX_NEEDS = {"input/tex": ["core"], "output/chtml": ["core", "output/chtml/fonts/tex"],
+                 "a11y/assistive-mml": ["core"]}
+# Fonts CommonHTML loads for any TeX, and those loaded only when the TeX asks for them.
+MATHJAX_BASE_FONTS = ["MathJax_Zero", "MathJax_Main-Regular", "MathJax_Math-Italic",
+                      "MathJax_Size1-Regular", "MathJax_Size2-Regular", "MathJax_Size3-Regular",
+                      "MathJax_Size4-Regular"]
+MATHJAX_FONT_TRIGGERS = {
+    r"\\(mathbf|bf|boldsymbol|bm)\b": ["MathJax_Main-Bold", "MathJax_Math-BoldItalic"],
+    r"\\(mathbb|Bbb|lesssim|gtrsim|checkmark|square|blacksquare|varnothing|nleq|ngeq)\b": ["MathJax_AMS-Regular"],
+    r"\\mathcal\b": ["MathJax_Calligraphic-Regular"],
+    r"\\(mathtt|texttt)\b": ["MathJax_Typewriter-Regular"],
+    r"\\(mathit|textit|emph)\b": ["MathJax_Main-Italic"],
+    r"\\mathfrak\b": ["MathJax_Fraktur-Regular"],
+    r"\\(mathsf|textsf)\b": ["MathJax_SansSerif-Regular"],
+    r"\\mathscr\b": ["MathJax_Script-Regular"],
+    r"\\(vec|overrightarrow)\b": ["MathJax_Vector-Regular"],
+}
 IMAGE_SUFFIXES = {".png", ".svg", ".jpg", ".jpeg", ".gif", ".webp"}
 # An @font-face lists one font in several formats; a browser loads the first it supports.
 FONT_PREFERENCE = [".woff2", ".woff", ".ttf", ".otf", ".eot"]
@@ -31,9 +57,24 @@ def page_assets(site: Path, page: Path) -> set[Path]:
         found.add(asset)
         if asset.suffix == ".css":
             todo += [resolve(asset, ref)[0] for ref in css_refs(asset) if is_local(ref)]
-        if asset.name.startswith("tex-") and "mathjax" in asset.parts:
-            todo += [f for f in (site / MATHJAX_FONTS).glob("*") if f.is_file()]
+        if asset.name in ("startup.js", "tex-chtml.js") and "mathjax" in asset.parts:
+            todo += mathjax_files(site, page)
     return {a for a in found if not _better_font_format(a, found)}
+
+
+def mathjax_files(site: Path, page: Path) -> list[Path]:
+    """The components MathJax's loader fetches for `page` and the fonts its TeX needs."""
+    text = page.read_text(encoding="utf-8", errors="replace")
+    config = re.search(r"window\.MathJax\s*=\s*(\{.*?\})</script>", text, re.S)
+    load = json.loads(config.group(1)).get("loader", {}).get("load", []) if config else []
+    components = {c for name in load for c in [name, *MATHJAX_NEEDS.get(name, [])]}
+    files = [site / MATHJAX / f"{c}.js" for c in sorted(components)]
+    tex = html.unescape(" ".join(re.findall(r'class="math[^"]*"[^>]*>(.*?)</(?:span|div)>', text, re.S)))
+    fonts = list(MATHJAX_BASE_FONTS) if tex.strip() else []
+    for pattern, names in MATHJAX_FONT_TRIGGERS.items():
+        if re.search(pattern, tex):
+            fonts += names
+    return files + [site / MATHJAX_FONTS / f"{name}.woff" for name in fonts]
 
 
 def _better_font_format(font: Path, assets: set[Path]) -> bool:
@@ -72,7 +113,7 @@ def content_images(site: Path) -> list[tuple[str, int]]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("site", nargs="?", default="_build/html")
-    parser.add_argument("--limit-mb", type=float, default=5.0)
+    parser.add_argument("--limit-mb", type=float, default=1.5)
     args = parser.parse_args(argv[1:])
     site = Path(args.site)
     if not (site / "index.html").is_file():

@@ -11,6 +11,8 @@ LINK_ATTRS = {("a", "href")}
 ASSET_ATTRS = {("link", "href"), ("script", "src"), ("img", "src"), ("source", "src"),
                ("video", "src"), ("audio", "src"), ("iframe", "src"), ("embed", "src"),
                ("object", "data")}
+# <link rel=...> kinds the browser fetches with the page (rel=icon: the favicon, fetched too).
+LOADED_RELS = {"stylesheet", "preload", "modulepreload", "icon", "shortcut"}
 SKIP_DIRS = {"_static", "_sources", "_downloads", "_images"}   # assets, not pages
 CSS_URL = re.compile(r"""url\(\s*['"]?([^'")]+)['"]?\s*\)|@import\s+['"]([^'"]+)['"]""")
 
@@ -33,7 +35,11 @@ class _Refs(HTMLParser):
             if (tag, attr) in LINK_ATTRS:
                 self.links.append(value)
             elif (tag, attr) in ASSET_ATTRS:
-                if tag == "link" and "preconnect" in (attrs.get("rel") or ""):
+                rel = set((attrs.get("rel") or "").lower().split())
+                if tag == "link" and "preconnect" in rel:
+                    continue
+                if tag == "link" and not rel & LOADED_RELS:
+                    self.links.append(value)     # rel=next/prev/search/index: a page, not loaded
                     continue
                 self.assets.append(value)
 

@@ -1,5 +1,7 @@
 """Each notebook page offers its .ipynb and Colab / Binder / JupyterHub launch links, all from the
-one repository URL in _config.yml; a downloaded notebook runs on its own in a clean directory."""
+one repository URL in _config.yml; a downloaded notebook is plain Jupyter Markdown (no MyST syntax
+left, the page's numbers and equation numbers in it), renders in JupyterLab, and runs on its own
+in a clean directory."""
 import json
 import re
 import shutil
@@ -59,7 +61,7 @@ def test_page_links_its_notebook_and_launchers(built_book, notebook_page):
     assert query == {"repo": [url], "branch": [nb_branch], "urlpath": [f"lab/tree/{name}/{nb_rel}"]}
 
 
-def test_notebook_is_the_myst_source_with_a_setup_cell_first(built_book, notebook_page):
+def test_notebook_has_the_sources_code_cells_after_a_setup_cell(built_book, notebook_page):
     nb = downloaded(built_book, notebook_page)
     setup, *cells = nb.cells
     assert setup.cell_type == "code" and "course-setup" in setup.metadata.get("tags", [])
@@ -82,15 +84,21 @@ def _run_setup_cell(source, hide):
     return json.loads(out.stdout)
 
 
-def test_setup_cell_installs_the_course_package_from_the_repository(built_book, notebook_page):
-    source = downloaded(built_book, notebook_page).cells[0].source
-    url, _, _, branch, _, _ = repository()
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"]
+def _site_base():
+    return book_config().get("html", {}).get("baseurl") or \
+        "https://{1}.github.io/{2}/".format(*repository())
 
+
+def test_setup_cell_installs_the_student_wheel_from_the_site(built_book, notebook_page):
+    """Not the repository (which holds solutions/): the wheel published with the site."""
+    source = downloaded(built_book, notebook_page).cells[0].source
     assert _run_setup_cell(source, []) == [], "installs although everything imports"
     [call] = _run_setup_cell(source, ["optlab"])
     assert call[:4] == [sys.executable, "-m", "pip", "install"]
-    assert f"{project} @ git+{url}@{branch}" in call
+    [wheel] = [arg for arg in call if arg.endswith(".whl")]
+    assert wheel.startswith(_site_base().rstrip("/") + "/packages/")
+    assert (built_book / "packages" / wheel.rsplit("/", 1)[1]).is_file()
+    assert not any("git+" in arg for arg in call)
     if "myst_nb" in page_source(notebook_page).read_text(encoding="utf-8"):
         [call] = _run_setup_cell(source, ["myst_nb"])
         assert any(arg.startswith("myst-nb") for arg in call)
@@ -105,3 +113,194 @@ def test_downloaded_notebook_runs_in_a_clean_directory(built_book, notebook_page
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     setup_output = "".join(o.get("text", "") for o in nb.cells[0].outputs)
     assert "pip" not in setup_output          # the local install already provides everything
+
+
+# ---------------------------------------------------------------------------- plain Markdown
+# MyST syntax as it shows once a Markdown renderer (nbconvert's, like JupyterLab's) has read it:
+# a role is "{name}" before an inline code span, a directive a code block whose language is
+# "{name}", a label a paragraph "(name)=", a colon fence a paragraph of ":::".
+MYST_IN_HTML = {
+    "role": re.compile(r"\{[a-zA-Z][\w:.+-]*\}$"),           # text right before a <code>
+    "label": re.compile(r"^\s*\([\w:.+-]+\)=\s*$", re.M),
+    "colon fence": re.compile(r"^\s*:{3,}", re.M),
+}
+
+
+def _markdown_cells_html(nb_path):
+    """The notebook rendered by nbconvert (JupyterLab's template); its Markdown cells' HTML."""
+    from bs4 import BeautifulSoup
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter(template_name="lab").from_filename(str(nb_path))
+    soup = BeautifulSoup(body, "html.parser")
+    return soup.select(".jp-MarkdownCell .jp-RenderedMarkdown")
+
+
+def test_downloaded_notebook_renders_without_myst_syntax(built_book, notebook_page):
+    cells = _markdown_cells_html(built_book / "_sources" / f"{notebook_page}.ipynb")
+    assert len(cells) > 3
+    found = []
+    for cell in cells:
+        for code in cell.find_all("code"):
+            classes = " ".join(code.get("class") or []) + " ".join(code.parent.get("class") or [])
+            if "{" in classes:                                 # ```{math}, ```{exercise} ...
+                found.append(f"directive: {classes}")
+            before = code.previous_sibling
+            if isinstance(before, str) and MYST_IN_HTML["role"].search(before):
+                found.append(f"role: {before.strip()}`{code.get_text()}`")
+        text = cell.get_text("\n")
+        found += [f"{kind}: {m.group(0).strip()}" for kind in ("label", "colon fence")
+                  for m in MYST_IN_HTML[kind].finditer(text)]
+        found += [f"role: {m}" for m in re.findall(r"\{(?:term|cite|eq|ref|numref|doc|glue[:\w]*|"
+                                                    r"math|download|prf:\w+)\}", text)]
+    assert found == [], f"MyST syntax left in the rendered notebook: {found[:10]}"
+
+
+def test_downloaded_notebook_shows_what_the_page_shows(built_book, notebook_page):
+    """Equation numbers, glued values and cross-references are the page's, as links into the
+    published site; math is $...$ / $$...$$."""
+    nb = downloaded(built_book, notebook_page)
+    md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    html = (built_book / f"{notebook_page}.html").read_text(encoding="utf-8")
+    source = page_source(notebook_page).read_text(encoding="utf-8")
+
+    assert re.findall(r'<span class="eqno">\(([\d.]+)\)', html) == \
+        re.findall(r"\\tag\{([\d.]+)\}", md), "equation numbers differ from the page's"
+    assert "{math}" not in md and md.count("$$") % 2 == 0
+    # Every glued value the page shows in its prose is in the notebook, in the same order.
+    glued = re.findall(r"\{glue:text\}`([^`:]+)", source)
+    if glued:
+        shown = re.findall(r'<span class="pasted-text">([^<]*)</span>', html)
+        assert shown, "page shows no glued values"
+        position = 0
+        for value in shown:
+            position = md.find(value, position)
+            assert position >= 0, f"glued value {value!r} of the page missing from the notebook"
+    site = book_config().get("html", {}).get("baseurl") or \
+        "https://{1}.github.io/{2}/".format(*repository())
+    for term in re.findall(r"\{term\}`([^`]+)`", source)[:5]:
+        label = re.sub(r"\s*<[^>]*>$", "", term)
+        assert f"[{label}]({site.rstrip('/')}/book/glossary.html#term-" in md, term
+    if "{cite}" in source:
+        assert re.search(r"\[[A-Z][^\]]*, \d{4}\]\(" + re.escape(site), md), "citation not a link"
+    # Exercises as block quotes with the page's numbers, solutions as <details>.
+    assert len(re.findall(r"^> \*\*Exercise \d+", md, re.M)) == html.count('<div class="exercise admonition"')
+    assert md.count("<details>") == html.count('<div class="solution dropdown admonition"')
+    page_entries = [re.sub(r"<[^>]+>", "", e) for e in re.findall(
+        r'<div class="citation" id="[^"]+" role="doc-biblioentry">.*?<p>(.*?)</p>', html, re.S)]
+    nb_entries = re.findall(r"^- \*\*\[([^\]]+)\]\*\* (.*)$", md, re.M)
+    assert len(nb_entries) == len(page_entries), "reference list differs from the page's"
+    for (_, entry), shown in zip(nb_entries, page_entries):
+        words = len(shown.split())
+        assert len(re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", entry).replace("*", "").split()) <= words + 2, \
+            f"reference entry longer than the page's: {entry[:80]}"
+    if "{ref}" in source:
+        assert re.search(r"\]\(" + re.escape(site) + r"book/[\w-]+\.html#", md)
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_downloaded_notebook_in_jupyterlab(built_book, browser, screenshot_dir, tmp_path):
+    """A downloaded chapter opened in JupyterLab (headless, loopback only): its Markdown renders
+    with typeset math, links and no MyST syntax; a screenshot goes to _build/screenshots/."""
+    import os
+    import secrets
+    import socket
+    import time
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = "book/momentum"
+    shutil.copy(built_book / "_sources" / f"{page}.ipynb", tmp_path / "momentum.ipynb")
+    token, port = secrets.token_hex(16), _free_port()
+    settings = tmp_path / ".lab-settings"          # no news pop-up over the screenshot
+    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+     ).write_text('{"fetchNews": "false"}')
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / ".jupyter-config"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / ".jupyter-runtime"),
+               JUPYTERLAB_SETTINGS_DIR=str(settings))
+    lab = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
+         "--ServerApp.allow_root=True", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
+         "jupyterlab.NeverCheckForUpdate"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert lab.poll() is None and time.time() < deadline, "JupyterLab did not start"
+                time.sleep(1)
+        browser.set_window_size(1280, 900)
+        browser.get(f"http://127.0.0.1:{port}/lab/tree/momentum.ipynb?token={token}")
+        rendered = ".jp-MarkdownCell .jp-RenderedMarkdown"
+        WebDriverWait(browser, 120).until(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, rendered)) > 3
+            and d.find_elements(By.CSS_SELECTOR, f"{rendered} mjx-container"))
+        browser.find_element(By.CSS_SELECTOR, "li[data-id='filebrowser']").click()   # hide it
+        heading = browser.find_element(By.XPATH, "//h2[contains(., 'form')]")  # "The lecture's form"
+        browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", heading)
+        WebDriverWait(browser, 60).until(lambda d: d.execute_script(
+            "const h = arguments[0].closest('.jp-Cell');"
+            "return h && h.querySelectorAll('mjx-container').length > 3", heading))
+        time.sleep(2)                                   # let MathJax finish the visible cells
+        cells = browser.find_elements(By.CSS_SELECTOR, rendered)
+        text = "\n".join(c.text for c in cells)
+        assert not re.search(r"\{(term|cite|eq|ref|glue:text|math)\}|\(ch-[\w-]+\)=", text), text[:500]
+        assert browser.find_elements(By.CSS_SELECTOR, f"{rendered} a[href*='glossary.html#term-']")
+        browser.save_screenshot(str(screenshot_dir / "jupyterlab-momentum.png"))
+
+        # Exercises: a block quote, and the solution a <details> that opens on a click.
+        exercises = browser.find_element(By.XPATH, "//h2[starts-with(., 'Exercises')]")
+        browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", exercises)
+        WebDriverWait(browser, 30).until(lambda d: d.find_elements(
+            By.CSS_SELECTOR, f"{rendered} details summary"))
+        summary = browser.find_element(By.CSS_SELECTOR, f"{rendered} details summary")
+        assert summary.text.startswith("Solution to Exercise")
+        assert browser.find_elements(By.CSS_SELECTOR, f"{rendered} blockquote")
+        summary.click()
+        WebDriverWait(browser, 10).until(lambda d: d.execute_script(
+            "return document.querySelector(arguments[0]).open", f"{rendered} details"))
+        time.sleep(1)
+        browser.save_screenshot(str(screenshot_dir / "jupyterlab-momentum-exercises.png"))
+
+        # Notebook 7, from the same server, renders the same Markdown.
+        browser.get(f"http://127.0.0.1:{port}/notebooks/momentum.ipynb?token={token}")
+        WebDriverWait(browser, 120).until(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, rendered)) > 3
+            and d.find_elements(By.CSS_SELECTOR, f"{rendered} mjx-container"))
+        text = "\n".join(c.text for c in browser.find_elements(By.CSS_SELECTOR, rendered))
+        assert "Momentum" in text and not re.search(r"\{(term|cite|eq|ref|glue:text)\}", text)
+        browser.save_screenshot(str(screenshot_dir / "notebook7-momentum.png"))
+    finally:
+        lab.terminate()
+        lab.wait(timeout=30)
+
+
+def test_student_wheel_holds_optlab_only_and_installs(built_book, tmp_path):
+    """The wheel has optlab and its metadata, nothing of autograder/ or solutions/; pip
+    installs it (without dependencies, offline) and optlab imports from there."""
+    import zipfile
+
+    [wheel] = (built_book / "packages").glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"optlab", wheel.name.split("-")[0] + "-"
+                                                 + wheel.name.split("-")[1] + ".dist-info"}
+    assert {f"optlab/{p.name}" for p in (ROOT / "optlab").glob("*.py")} <= set(names)
+    target = tmp_path / "site-packages"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                    "--target", str(target), str(wheel)], check=True)
+    out = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                          "import optlab; print(optlab.__file__); print(optlab.device())", str(target)],
+                         capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert out.stdout.startswith(str(target / "optlab")), out.stdout
