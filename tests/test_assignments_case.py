@@ -236,3 +236,17 @@ def test_mlp_driver_orders_gradients_like_the_layer_arguments():
     gh = g @ W2.T
     assert np.allclose(out["result"]["grads"][0], x.T @ gh) and np.allclose(out["result"]["grads"][3], g.sum(0))
     assert np.allclose(out["result"]["grads"][2], h.T @ g)
+
+
+def test_batches_judge_needs_every_run_and_the_rng_even_with_drop_last():
+    inputs = {"n": 40, "batch_size": 8, "shuffle": True, "drop_last": True, "seeds": [1, 1, 2]}
+    fixed = [np.arange(40)[::-1][i:i + 8] for i in range(0, 40, 8)]  # ignores rng
+    assert "expected 3 runs" in Batches()(inputs, {"runs": [], "error": None}, None)
+    assert "use the rng argument" in Batches()(inputs, {"runs": [fixed] * 3, "error": None}, None)
+
+
+def test_decode_refuses_too_many_values_before_parsing():
+    with pytest.raises(ValueError, match="values in one message"):
+        decode(b"[" + b"{}," * 300_000 + b"{}]")
+    assert decode(b'["a\\r\\nb"]', clean=False) == ["a\r\nb"]  # trusted frames arrive unchanged
+    assert "\r" not in decode(b'["a\\r\\nb"]')[0]  # a submission's text is cleaned

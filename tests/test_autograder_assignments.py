@@ -122,6 +122,9 @@ def _attacks(a: str, source: Path, course: Path, outside: Path) -> dict[str, byt
         "forged_claims": _with(student, FORGED_CLAIMS),
         "stored_html": _with(student, "print('hello')", markdown=STORED_HTML, html_output=STORED_HTML),
         "bloat": _with(student, BLOAT),
+        # correct notebooks in unusual shapes: a very long line, Windows line endings
+        "long_line": _with(reference, "# " + "a long comment " * 300 + "\nx = 1"),
+        "crlf": reference.decode().replace("\\n", "\\r\\n").encode(),
     }
     if a == "optimizers":  # rmsprop changing theta in place: correct values, one behaviour point lost
         subs["inplace"] = _replace_solution(source, "rmsprop-code", lambda code: code.replace(
@@ -174,11 +177,12 @@ def _score(graded, sid):
     return float(graded["rows"][sid]["score"])
 
 
-def test_every_submission_has_a_row_and_the_reference_full_marks(graded):
+@pytest.mark.parametrize("sid", ["reference", "long_line", "crlf"])
+def test_every_submission_has_a_row_and_correct_ones_full_marks(graded, sid):
     assert set(graded["rows"]) == set(graded["subs"])
-    row = graded["rows"]["reference"]
+    row = graded["rows"][sid]
     assert row["status"] == "ok" and float(row["score"]) == float(row["max_score"]) > 0, \
-        _failures(graded["results"]["reference"])
+        _failures(graded["results"][sid])
 
 
 def test_untouched_student_notebook_scores_zero_without_grading_errors(graded):

@@ -74,6 +74,9 @@ WRITER = (f"import ctypes, os\nsecret = 'STUDENT-A-SECRET-' + 'x1y2z3'\n"
           f"libc = ctypes.CDLL(None, use_errno=True)\n"
           f"print('SHMGET', libc.shmget({SHM_KEY}, 1 << 30, 0o1666))\n"
           "print('ADDKEY', libc.syscall(248, b'user', b'ag-share', secret.encode(), len(secret), -4))\n"
+          "import fcntl\ntry:\n    fcntl.flock(open(os.__file__), fcntl.LOCK_EX); print('FLOCK held')\n"
+          "except OSError:\n    print('FLOCK refused')\n"
+          "print('INOTIFY', libc.inotify_init())\n"
           "for d in ('/tmp', '/dev/shm'):\n"
           "    try:\n        open(d + '/left-by-a', 'w').write(secret)\n    except OSError as e:\n"
           "        print('NOWRITE', d, e)\n")
@@ -97,6 +100,7 @@ def test_nothing_of_one_submission_reaches_the_next(course, tmp_path):
     writer, reader = result(tmp_path / "out", "a_writer")["output"], result(tmp_path / "out", "b_reader")["output"]
     assert "SHMGET -1" not in writer and "NOWRITE" not in writer, writer  # A did create them
     assert "ADDKEY -1" in writer and "KEYCTL -1" in reader  # kernel keyrings: refused, they outlive namespaces
+    assert "FLOCK refused" in writer and "INOTIFY -1" in writer  # no signals through shared inodes
     assert "SHM ABSENT" in reader and "HEAP 0" in reader and "left-by-a" not in reader, reader
     assert "USERNS -1 MOUNT -1" in reader  # no namespace of its own to regain capabilities in
     keys = [line.split()[0] for line in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]]
@@ -197,11 +201,15 @@ def test_lms_identities_keep_numeric_ids_unicode_names_and_attempts(tmp_path):
         z.writestr("张伟_1201_assignsubmission_file_/tiny.ipynb", b"zhang")
         z.writestr("Ann Lee_1202_assignsubmission_file_/tiny.ipynb", b"ann-1202")
         z.writestr("Ann Lee_1207_assignsubmission_file_/tiny.ipynb", b"ann-1207")  # another Ann Lee
+        z.writestr(zipfile.ZipInfo("Ann Lee_1202" + " -" * 60 + "_1305_assignsubmission_file_/tiny.ipynb",
+                                   (2030, 1, 1, 0, 0, 0)), b"impostor")  # a name made to look like another
     with zipfile.ZipFile(tmp_path / "canvas.zip", "w") as z:
         z.writestr(zipfile.ZipInfo("bob_3001_9001_tiny.ipynb", (2026, 11, 1, 10, 0, 0)), b"bob-first")
         z.writestr(zipfile.ZipInfo("bob_LATE_3001_9002_tiny.ipynb", (2026, 11, 2, 10, 0, 0)), b"bob-late")
     subs = {s.student_id: s for s in discover([tmp_path / "moodle.zip", tmp_path / "canvas.zip"], "tiny")}
-    assert set(subs) == {"张伟_1201", "Ann_Lee_1202", "Ann_Lee_1207", "bob_3001"}
+    impostor = next(k for k in subs if k.endswith("_1305"))
+    assert set(subs) == {"张伟_1201", "Ann_Lee_1202", "Ann_Lee_1207", "bob_3001", impostor}
+    assert subs[impostor].data == b"impostor" and not subs["Ann_Lee_1202"].earlier
     assert subs["Ann_Lee_1202"].data == b"ann-1202" and subs["Ann_Lee_1207"].data == b"ann-1207"
     bob = subs["bob_3001"]
     assert bob.data == b"bob-late" and [e[1] for e in bob.earlier] == [b"bob-first"]
