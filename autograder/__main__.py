@@ -126,6 +126,7 @@ def grade(args) -> int:
         recorder.close()
     rows = records.write_csv(out)
     lms.write_lms(out, args.assignment, root, args.lms_column)
+    records.give_to_course_owner(root, [out, *(root / "autograded" / s.student_id / args.assignment for s in subs)])
     mine = {s.student_id for s in subs}
     rows = [r for r in rows if r["student_id"] in mine]
     errors = sum(r["status"] != "ok" for r in rows)
@@ -153,6 +154,7 @@ def export(args) -> int:
     n = records.refresh(out, assignment)
     rows = records.write_csv(out)
     files = lms.write_lms(out, args.assignment, root, args.lms_column)
+    records.give_to_course_owner(root, [out])
     print(f"{args.assignment}: {n} of {len(rows)} students refreshed from the gradebook; "
           f"{out / 'grades.csv'}, " + ", ".join(str(f) for f in files))
     return 0

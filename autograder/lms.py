@@ -60,7 +60,13 @@ def _write(path: Path, header: list[str], rows: list[list]) -> None:
 
 
 def write_lms(out: Path, assignment: str, root: Path, column: str | None = None) -> list[Path]:
-    """canvas.csv and moodle.csv in `out` from every students/*/results.json."""
+    """canvas.csv and moodle.csv in `out` from every students/*/results.json. The Canvas column
+    given once (``--lms-column``) is remembered in ``out/.lms-column`` for later runs and exports."""
+    remembered = out / ".lms-column"
+    if column:
+        remembered.write_text(column, encoding="utf-8")
+    elif remembered.is_file():
+        column = remembered.read_text(encoding="utf-8").strip()[:200] or None
     results = []
     for path in sorted((out / "students").glob("*/results.json")):
         try:

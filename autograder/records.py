@@ -423,6 +423,34 @@ class Recorder:
             self.gradebook.close()
 
 
+def give_to_course_owner(root: Path, paths) -> None:
+    """Run as root (``sudo``) on a course someone else owns, hand what we wrote inside the course back
+    to that owner, so nbgrader's own commands, run as the instructor, can update and remove it."""
+    root = Path(root).resolve()
+    try:
+        owner = root.stat()
+    except OSError:
+        return
+    if os.geteuid() != 0 or owner.st_uid == 0:
+        return
+    for top in paths:
+        top = Path(top)
+        if top.is_symlink() or not top.exists() or not top.resolve().is_relative_to(root):
+            continue
+        # every folder between the course and `top` that we may have made, then all below it
+        for parent in [*reversed(top.relative_to(root).parents[:-1]), top.relative_to(root)]:
+            here = root / parent
+            if here.stat().st_uid == 0:
+                os.chown(here, owner.st_uid, owner.st_gid, follow_symlinks=False)
+        for folder, dirs, files in os.walk(top):
+            for name in [".", *dirs, *files]:
+                path = os.path.join(folder, name)
+                if os.lstat(path).st_uid == 0:
+                    os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
+    if gradebook_path(root).exists() and gradebook_path(root).stat().st_uid == 0:
+        os.chown(gradebook_path(root), owner.st_uid, owner.st_gid, follow_symlinks=False)
+
+
 def refresh(out: Path, assignment) -> int:
     """After hand grading in formgrader (or a changed due date/extension): each student's results.json
     and feedback.html take the gradebook's hand-graded points and late penalty. Returns how many."""
@@ -479,6 +507,6 @@ def write_csv(out: Path) -> list[dict]:
         writer = csv.DictWriter(fh, CSV_FIELDS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: f"{v:g}" if isinstance(v, float) else v for k, v in row.items()})
+            writer.writerow({k: f"{v:.15g}" if isinstance(v, float) else v for k, v in row.items()})
     os.replace(tmp, out / "grades.csv")
     return rows
