@@ -145,8 +145,8 @@ padding:.5em;white-space:pre-wrap}}</style></head><body>
 def _points_html(result: dict) -> str:
     """Autograded points, hand-graded points and the late penalty, each on its own line."""
     e = html.escape
-    lines = [f"<li>Autograded tests: <strong>{result['score']:g} / {result['max_score']:g}</strong> "
-             f"(graded {e(result['graded_at'])})</li>"]
+    lines = [f"<li>Score: <strong>{result['score']:g} / {result['max_score']:g}</strong> in the "
+             f"autograded tests (graded {e(result['graded_at'])})</li>"]
     nb = result.get("nbgrader") or {}
     if nb.get("manual_max_score"):
         manual = nb.get("manual_score")

@@ -14,7 +14,6 @@ import csv
 import datetime as dt
 import os
 import pwd
-import re
 import shutil
 import subprocess
 import sys
@@ -259,7 +258,7 @@ def test_instructor_cycle_with_unix_accounts(accounts):
     assert float(ours_csv[BEN]["seconds_late"]) == ours[BEN]["seconds_late"]
     assert ours_csv[ANA]["submitted_at"] == ours[ANA]["timestamp"].replace(tzinfo=dt.timezone.utc).isoformat()
     page = (course / "grades" / "tiny" / "students" / BEN / "feedback.html").read_text()
-    assert re.search(r"Autograded tests: <strong>3 / 3</strong>", page)
+    assert "Score: <strong>3 / 3</strong> in the autograded tests" in page
     assert "Hand-graded answers: <strong>0 / 1</strong>" in page
     assert "late penalty <strong>&minus;1</strong>" in page and "Total: <strong>2 / 4</strong>" in page
     page = (course / "grades" / "tiny" / "students" / ANA / "feedback.html").read_text()
@@ -316,4 +315,8 @@ def test_instructor_cycle_with_unix_accounts(accounts):
     as_user(None, [BIN / "autograder", "grade", "tiny", "submitted", "--workers", "1", "--force"], course)
     ben_row = {r["student_id"]: r for r in rows(course / "grades" / "tiny" / "grades.csv")}[BEN]
     assert (ben_row["seconds_late"], ben_row["late_penalty"], ben_row["total_score"]) == ("0", "", "3")
-    assert gradebook_view(course)[BEN]["penalty"] == 0
+    regraded = gradebook_view(course)
+    assert regraded[BEN]["penalty"] == 0
+    # nbgrader's rule on a regrade: a grade given by hand is kept and flagged for another look
+    assert regraded[ANA]["grades"]["why"] == (None, 1.0, True)
+    assert regraded[ANA]["grades"]["test_scale"] == (2.0, None, False)
