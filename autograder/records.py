@@ -341,12 +341,20 @@ def autograded_notebook(sub_nb, assignment, result: dict):
     nb = copy.deepcopy(sub_nb) if sub_nb is not None else copy.deepcopy(released)
     seen = set()
     for i, cell in enumerate(nb.cells):
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if gid in tests:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        gid = meta.get("grade_id") if isinstance(meta, dict) else None
+        if gid in tests and gid not in seen:
             nb.cells[i] = _verdict_cell(by_id[gid], tests[gid])
             seen.add(gid)
-        else:
-            _defuse(cell)
+            continue
+        _defuse(cell)
+        # as nbgrader's OverwriteCells: a known cell's nbgrader metadata comes from the source, once;
+        # an unknown or repeated one is plain content (else generate_feedback/formgrader stop on it)
+        md = cell.setdefault("metadata", nbformat.NotebookNode())
+        md.pop("nbgrader", None)
+        if isinstance(gid, str) and gid in by_id and gid not in seen and gid not in tests:
+            md["nbgrader"] = copy.deepcopy(by_id[gid].metadata["nbgrader"])
+            seen.add(gid)
     nb.cells += [_verdict_cell(by_id[g], t) for g, t in tests.items() if g not in seen]
     nb.metadata = {k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info")}
     return nb
