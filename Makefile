@@ -11,7 +11,7 @@ JB_FLAGS := -W -n --keep-going
 # many times faster on a busy one, where PyTorch's spinning threads fight for the cores.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: book test assignments solutions grade serve clean venv
+.PHONY: book test assignments solutions grade serve clean venv nbgrader tools feedback export
 
 venv: $(STAMP)
 
@@ -38,23 +38,61 @@ test: $(STAMP)
 
 ASSIGNMENT_IDS := optimizers classification backprop
 
-# Student notebooks (and their visible test data) from the source notebooks in solutions/;
-# nbgrader runs `alembic` from PATH, hence the venv on PATH.
-assignments: $(STAMP)
-	for a in $(ASSIGNMENT_IDS); do \
-	  PATH="$(abspath $(BIN)):$$PATH" $(BIN)/nbgrader generate_assignment $$a --force --log-level=WARN && \
-	  $(BIN)/python -m autograder.case $$a || exit 1; \
+# nbgrader runs `alembic` (and, for autograde/feedback, `jupyter`) from PATH: every nbgrader command
+# here runs with the venv first on PATH. `make tools` checks they are all there before anything runs.
+NBGRADER := PATH="$(abspath $(BIN)):$$PATH" $(BIN)/nbgrader
+tools: $(STAMP)
+	@for t in nbgrader alembic jupyter autograder; do test -x $(BIN)/$$t || { \
+	  echo "error: $(BIN)/$$t is missing; run 'make venv' (or remove $(STAMP) and retry)"; exit 1; }; done
+	@$(BIN)/python -c 'import nbgrader, alembic, sqlalchemy' || { echo "error: nbgrader does not import in $(VENV)"; exit 1; }
+
+# Student notebooks (and their visible test data) from the source notebooks in solutions/.
+# `generate_assignment --force` deletes assignments/<a>/ before it writes anything: the old folder is
+# kept aside and put back if anything fails, so a failed run never loses the released version.
+assignments: tools
+	@for a in $(ASSIGNMENT_IDS); do \
+	  keep=$$(mktemp -d) && { [ ! -d assignments/$$a ] || cp -a assignments/$$a $$keep/; } && \
+	  if $(NBGRADER) generate_assignment $$a --force --log-level=WARN && $(BIN)/python -m autograder.case $$a; then \
+	    rm -rf $$keep; \
+	  else \
+	    echo "error: regenerating $$a failed; assignments/$$a is restored as it was"; \
+	    rm -rf assignments/$$a; [ ! -d $$keep/$$a ] || cp -a $$keep/$$a assignments/$$a; rm -rf $$keep; exit 1; \
+	  fi; \
 	done
 
-# Grade submissions with the hardened autograder (the sandbox needs root: `sudo make grade ...`).
-# Usage: make grade ASSIGNMENT=optimizers [SUBMISSIONS=submitted/] [WORKERS=N]
+# Any other nbgrader command, with the environment it needs: make nbgrader ARGS='release_assignment optimizers'
+ARGS ?=
+nbgrader: tools
+	@test -n "$(ARGS)" || { echo "usage: make nbgrader ARGS='<nbgrader command and options>'"; exit 2; }
+	$(NBGRADER) $(ARGS)
+
+# Grade submissions with the hardened autograder. The sandbox needs root: this target uses sudo
+# unless you are root or run rootless (AUTOGRADER_CGROUP set, see README).
+# Usage: make grade ASSIGNMENT=optimizers [SUBMISSIONS=submitted/] [WORKERS=N] [LMS_COLUMN='Optimizers (123)']
 ASSIGNMENT  ?=
 SUBMISSIONS ?= submitted/
 WORKERS     ?=
+LMS_COLUMN  ?=
+SUDO := $(shell [ "$$(id -u)" = 0 ] || [ -n "$$AUTOGRADER_CGROUP" ] || echo sudo)
 
-grade: $(STAMP)
+grade: tools
 	@test -n "$(ASSIGNMENT)" || { echo "usage: make grade ASSIGNMENT=optimizers [SUBMISSIONS=submitted/] [WORKERS=N]"; exit 2; }
-	$(BIN)/autograder grade $(ASSIGNMENT) $(SUBMISSIONS) $(if $(WORKERS),--workers $(WORKERS))
+	$(SUDO) $(BIN)/autograder grade $(ASSIGNMENT) $(SUBMISSIONS) $(if $(WORKERS),--workers $(WORKERS)) $(if $(LMS_COLUMN),--lms-column "$(LMS_COLUMN)")
+
+# After hand grading in formgrader: nbgrader's feedback pages, released through the exchange.
+feedback: tools
+	@test -n "$(ASSIGNMENT)" || { echo "usage: make feedback ASSIGNMENT=optimizers"; exit 2; }
+	$(BIN)/autograder export $(ASSIGNMENT)
+	$(NBGRADER) generate_feedback $(ASSIGNMENT)
+	$(NBGRADER) release_feedback $(ASSIGNMENT)
+
+# Every grade, into grades/ (git-ignored): nbgrader's export of the whole gradebook, and per graded
+# assignment our grades.csv, canvas.csv and moodle.csv refreshed with the hand-graded points.
+export: tools
+	@mkdir -p grades
+	$(NBGRADER) export --to grades/nbgrader-export.csv
+	@for d in grades/*/; do a=$$(basename $$d); [ ! -d solutions/$$a ] || $(BIN)/autograder export $$a || exit 1; done
+	@echo "Grades: grades/nbgrader-export.csv and grades/<assignment>/{grades,canvas,moodle}.csv"
 
 serve:
 	@test -f _build/html/index.html || { echo "No site yet: run 'make book' first."; exit 1; }

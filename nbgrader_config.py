@@ -11,3 +11,10 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 c.CourseDirectory.course_id = "when-nets-wont-train"
 # The hidden training tests take a few seconds; leave room on a slow or busy machine.
 c.Execute.timeout = 120
+# nbgrader's exchange on this machine (release/collect/feedback). Without this line nbgrader makes
+# /usr/local/share/nbgrader/exchange on first use; create it once as in the README ("The exchange").
+c.Exchange.root = "/srv/nbgrader/exchange"
+# Late submissions: the due date lives in the gradebook (`nbgrader db assignment add <a> --duedate=...`);
+# the penalty comes from this plugin ('none' by default). Our grader uses the same setting.
+# c.LateSubmissionPlugin.penalty_method = "zero"
+# c.AssignLatePenalties.plugin_class = "latepolicy.OnePointPerDay"   # your own, in latepolicy.py here

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from autograder import records
+from autograder import lms, records
 from autograder.case import REPO_ROOT
 from autograder.grade import UnknownAssignment, grade_all, load_assignment
 from autograder.inputs import InputError, discover
@@ -44,6 +44,14 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--max-output", type=int, default=d.max_output, help=f"bytes a submission may print (default {d.max_output})")
     g.add_argument("--no-gradebook", action="store_true", help="do not write nbgrader's gradebook and autograded/ notebooks")
     g.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)  # reproduce a run (tests)
+    g.add_argument("--lms-column", default=None,
+                   help="grade column in canvas.csv, e.g. 'Optimizers (123456)' (default: the assignment id)")
+    e = sub.add_parser("export", help="after hand grading: refresh feedback, grades.csv, canvas.csv and "
+                                      "moodle.csv from nbgrader's gradebook")
+    e.add_argument("assignment", help="an assignment id under solutions/")
+    e.add_argument("--out", type=Path, help="the grading run's output folder (default: grades/<assignment>)")
+    e.add_argument("--root", type=Path, default=None, help="course folder holding solutions/")
+    e.add_argument("--lms-column", default=None, help="grade column in canvas.csv (default: the assignment id)")
     return p
 
 
@@ -120,6 +128,8 @@ def grade(args) -> int:
         progress.close()
         recorder.close()
     rows = records.write_csv(out)
+    lms.write_lms(out, args.assignment, root, args.lms_column)
+    records.give_to_course_owner(root, [out, *(root / "autograded" / s.student_id / args.assignment for s in subs)])
     mine = {s.student_id for s in subs}
     rows = [r for r in rows if r["student_id"] in mine]
     errors = sum(r["status"] != "ok" for r in rows)
@@ -133,11 +143,33 @@ def grade(args) -> int:
     return 0
 
 
+def export(args) -> int:
+    root = (args.root or default_root()).resolve()
+    try:
+        assignment = load_assignment(args.assignment, root)
+    except UnknownAssignment as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = (args.out or root / "grades" / args.assignment).resolve()
+    if not (out / "students").is_dir():
+        print(f"error: no grading results in {out}", file=sys.stderr)
+        return 2
+    n = records.refresh(out, assignment)
+    rows = records.write_csv(out)
+    files = lms.write_lms(out, args.assignment, root, args.lms_column)
+    records.give_to_course_owner(root, [out])
+    print(f"{args.assignment}: {n} of {len(rows)} students refreshed from the gradebook; "
+          f"{out / 'grades.csv'}, " + ", ".join(str(f) for f in files))
+    return 0
+
+
 def main(argv=None) -> int:
     """``autograder grade ...`` (the console script) or ``python -P -m autograder grade ...``."""
     args = parser().parse_args(argv)
     if args.command == "grade":
         return grade(args)
+    if args.command == "export":
+        return export(args)
     return 2
 
 

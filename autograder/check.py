@@ -61,8 +61,12 @@ def resolve(case_id: str, root: Path | str = REPO_ROOT):
                       f"notebook is graded; visible ones need {VISIBLE_CASES_FILE} next to the notebook")
 
 
-def run_case(case_id: str, ns: dict, root: Path | str = REPO_ROOT) -> str | None:
-    """Run one case against namespace ``ns``; None if it passed, else the feedback message."""
+def run_case(case_id: str, ns: dict, root: Path | str | None = None) -> str | None:
+    """Run one case against namespace ``ns``; None if it passed, else the feedback message.
+
+    The course is this repository, or ``$AUTOGRADER_COURSE`` (a course folder with ``solutions/``,
+    e.g. for stock ``nbgrader autograde`` of another course)."""
+    root = root or os.environ.get("AUTOGRADER_COURSE") or REPO_ROOT
     inputs, expected, judge, driver = resolve(case_id, root)
     sent = decode(encode(inputs))
     try:

@@ -26,6 +26,8 @@ MAX_NOTEBOOK_BYTES = 16 << 20
 MAX_ID_BYTES = 96  # UTF-8 bytes of a student id: a folder name with room to spare under NAME_MAX
 MAX_ZIP_BYTES = 512 << 20  # decompressed bytes read from one LMS zip, all members together
 MAX_EARLIER = 5  # earlier attempts kept per student from one LMS zip
+NBGRADER_FILES = ("timestamp.txt", "submission_secret.txt")  # what `nbgrader submit` writes
+MAX_NBGRADER_FILE = 4096
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class Submission:
     submitted_at: str | None = None  # ISO time the student submitted, from the best evidence
     time_source: str = "unknown"  # "nbgrader timestamp.txt", "LMS zip entry", "file mtime", ...
     earlier: tuple = field(default=())  # earlier attempts in the same input: (filename, bytes, time)
+    # nbgrader's own files beside the notebook (timestamp.txt, submission_secret.txt), bytes as found:
+    # `nbgrader autograde` copies them into autograded/, and release/fetch_feedback need them there
+    nbgrader_files: tuple = field(default=())
 
     @property
     def sha256(self) -> str:
@@ -97,10 +102,20 @@ def _nbgrader_time(folder: Path) -> str | None:
         return None
     if not dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc) <= when <= dt.datetime.now(dt.timezone.utc):
         return None  # a time in the future, or before this course existed, is no evidence either
-    return when.isoformat(timespec="seconds")
+    return when.isoformat()  # microseconds kept, as nbgrader keeps them
 
 
-def _from_file(path: Path, sid: str, submitted_at: str | None = None) -> Submission:
+def _nbgrader_files(folder: Path) -> tuple:
+    """nbgrader's small files beside a submitted notebook, as (name, bytes); regular files only."""
+    found = []
+    for name in NBGRADER_FILES:
+        data, problem, st = _read(folder / name)
+        if not problem and len(data) <= MAX_NBGRADER_FILE:
+            found.append((name, data))
+    return tuple(found)
+
+
+def _from_file(path: Path, sid: str, submitted_at: str | None = None, nbgrader_files: tuple = ()) -> Submission:
     data, problem, st = _read(path)
     if submitted_at:
         source = "nbgrader timestamp.txt"
@@ -109,7 +124,7 @@ def _from_file(path: Path, sid: str, submitted_at: str | None = None) -> Submiss
     else:
         source = "unknown"
     return Submission(student_id(sid), path.name, data, str(path), problem,
-                      submitted_at=submitted_at, time_source=source)
+                      submitted_at=submitted_at, time_source=source, nbgrader_files=nbgrader_files)
 
 
 def _pick(notebooks: list[Path], assignment: str) -> list[Path]:
@@ -137,7 +152,7 @@ def _from_dir(root: Path, assignment: str) -> list[Submission]:
             subs.append(Submission(student_id(folder.name), "", b"", str(folder), f"no notebook in {base.name}/"))
             continue
         path = _pick(notebooks, assignment)[0]
-        subs.append(_from_file(path, folder.name, _nbgrader_time(base)))
+        subs.append(_from_file(path, folder.name, _nbgrader_time(base), _nbgrader_files(base)))
     if not subs:  # a folder of loose notebooks
         subs = [_from_file(p, p.stem) for p in sorted(root.glob("*.ipynb"))]
     return subs

@@ -25,8 +25,12 @@ import nbformat
 from autograder.channel import clean_text
 from autograder.inputs import Submission, student_id
 
+# score/max_score: the autograded points this grader decides. manual_*: the hand-graded points (e.g.
+# a written answer) from nbgrader's gradebook, empty until graded in formgrader. late_penalty: what
+# nbgrader's late-penalty plugin took (gradebook). total: score + manual - penalty, as `nbgrader export`.
 CSV_FIELDS = ["student_id", "assignment", "score", "max_score", "status", "message", "sha256",
-              "submitted_at", "graded_at"]
+              "submitted_at", "graded_at", "manual_score", "manual_max_score", "seconds_late",
+              "late_penalty", "total_score", "total_max_score"]
 UNSANDBOXED = ("Graded WITHOUT the sandbox (--allow-unsandboxed): the submission ran with the "
                "grader's own permissions.")
 
@@ -132,11 +136,49 @@ border-bottom:1px solid #ddd;vertical-align:top}} tr.pass td:first-child{{color:
 tr.fail td:first-child{{color:#a22}} .warn{{background:#fee;padding:.5em}} pre{{background:#f6f6f6;
 padding:.5em;white-space:pre-wrap}}</style></head><body>
 <h1>{e(result['assignment'])} — {e(result['student_id'])}</h1>
-{warning}<p>Score: <strong>{result['score']:g} / {result['max_score']:g}</strong>
-(graded {e(result['graded_at'])})</p>{status}
+{warning}{_points_html(result)}{status}
 <table><tr><th>Test</th><th>Points</th><th>Result</th></tr>{''.join(rows)}</table>
 {errors}{output}</body></html>
 """
+
+
+def _points_html(result: dict) -> str:
+    """Autograded points, hand-graded points and the late penalty, each on its own line."""
+    e = html.escape
+    lines = [f"<li>Score: <strong>{result['score']:g} / {result['max_score']:g}</strong> in the "
+             f"autograded tests (graded {e(result['graded_at'])})</li>"]
+    nb = result.get("nbgrader") or {}
+    if nb.get("manual_max_score"):
+        manual = nb.get("manual_score")
+        lines.append(f"<li>Hand-graded answers: " + (f"<strong>{manual:g} / {nb['manual_max_score']:g}</strong>"
+                     if manual is not None else f"not graded yet (out of {nb['manual_max_score']:g}; "
+                     "your instructor grades them by hand)") + "</li>")
+    if nb.get("seconds_late"):
+        lines.append(f"<li>Submitted {e(_duration(nb['seconds_late']))} after the deadline "
+                     f"({e(nb.get('duedate') or '')} UTC): late penalty "
+                     f"<strong>&minus;{nb.get('late_penalty') or 0:g}</strong></li>")
+    total = total_points(result)
+    lines.append(f"<li>Total: <strong>{total[0]:g} / {total[1]:g}</strong>"
+                 + (" so far" if nb.get("manual_max_score") and nb.get("manual_score") is None else "") + "</li>")
+    return f"<ul class=\"points\">{''.join(lines)}</ul>"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in
+             ((days, "day"), (hours, "hour"), (minutes, "minute"), (secs, "second")) if n]
+    return ", ".join(parts[:2]) or "0 seconds"
+
+
+def total_points(result: dict) -> tuple[float, float]:
+    """(score, max) as `nbgrader export` counts them: autograded + hand-graded - late penalty."""
+    nb = result.get("nbgrader") or {}
+    score = float(result.get("score") or 0) + float(nb.get("manual_score") or 0)
+    score = max(0.0, score - float(nb.get("late_penalty") or 0))
+    return score, float(result.get("max_score") or 0) + float(nb.get("manual_max_score") or 0)
 
 
 # --------------------------------------------------------------------------- nbgrader
@@ -177,22 +219,107 @@ class Gradebook:
         for pp in (ClearSolutions(), ComputeChecksums(), SaveCells()):
             nb, resources = pp.preprocess(nb, resources)
 
-    def record(self, result: dict) -> None:
-        """Scores as ``nbgrader autograde`` records them; the submission's own time, not the grading
-        time, so late flags and late-penalty plugins judge the student by when they submitted."""
+    def record(self, result: dict, sub_nb=None) -> dict:
+        """What ``nbgrader autograde`` records, from our verdicts: the student, the submission with its
+        own time (so late flags and late-penalty plugins judge when the student submitted, not when
+        grading ran; a per-student extension in the gradebook is kept), each test cell's auto score,
+        the hand-graded cells (0 when left unanswered, else waiting for a grader), the "No response."
+        comments, and the configured late-penalty plugin's penalty. Returns what the gradebook now
+        holds for this student (hand-graded points, lateness, penalty) for results.json."""
+        from nbgrader.api import TaskCell
         student = result["student_id"]
         self.gb.update_or_create_student(student)
         when = dt.datetime.fromisoformat(result.get("submitted_at") or result["graded_at"])
         when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
-        self.gb.update_or_create_submission(self.a.name, student, timestamp=when)
-        for t in result["tests"]:
-            grade = self.gb.find_grade(t["grade_id"], self.notebook, self.a.name, student)
-            grade.auto_score = t["points"]
-            grade.needs_manual_grade = False
+        submission = self.gb.update_or_create_submission(self.a.name, student, timestamp=when)
+        ours = {t["grade_id"]: t for t in result["tests"]}
+        answered = _answered_cells(sub_nb, self.a)
+        notebook = self.gb.find_submission_notebook(self.notebook, self.a.name, student)
+        for grade in notebook.grades:
+            if grade.name in ours:
+                grade.auto_score = ours[grade.name]["points"]
+            else:  # graded by hand: as nbgrader's determine_grade, 0 when the answer is untouched
+                grade.auto_score = None if grade.name in answered else 0.0
+            # nbgrader's rule: an earlier manual grade, or no auto score, needs a grader's look
+            grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
+        for comment in notebook.comments:
+            untouched = comment.name not in answered and not isinstance(comment.cell, TaskCell)
+            comment.auto_comment = "No response." if untouched else None
         self.gb.db.commit()
+        self._late_penalty(submission, notebook, student)
+        return self.state(student, set(ours))
+
+    def state(self, student: str, autograded: set) -> dict:
+        """What the gradebook holds now for this student: time, due date (with the student's
+        extension), lateness, the late penalty and the hand-graded points (None while any of them is
+        still waiting for a grader)."""
+        submission = self.gb.find_submission(self.a.name, student)
+        notebook = self.gb.find_submission_notebook(self.notebook, self.a.name, student)
+        manual = [g for g in notebook.grades if g.name not in autograded]
+        pending = any(g.manual_score is None and g.needs_manual_grade for g in manual)
+        return {"timestamp": submission.timestamp.isoformat() + "+00:00" if submission.timestamp else None,
+                "duedate": submission.duedate.isoformat() if submission.duedate else None,
+                "extension_seconds": submission.extension.total_seconds() if submission.extension else None,
+                "seconds_late": submission.total_seconds_late,
+                "late_penalty": notebook.late_submission_penalty,
+                "manual_max_score": sum(g.max_score for g in manual),
+                "manual_score": None if pending else sum(g.score or 0.0 for g in manual)}
+
+    def _late_penalty(self, submission, notebook, student: str) -> float | None:
+        """nbgrader's AssignLatePenalties, with the plugin configured for the course."""
+        notebook.late_submission_penalty = None
+        seconds = submission.total_seconds_late
+        if seconds > 0:
+            penalty = self.plugin.late_submission_penalty(student, notebook.score, seconds)
+            if penalty is not None:
+                penalty = min(max(float(penalty), 0.0), notebook.score)
+                notebook.late_submission_penalty = penalty
+        self.gb.db.commit()
+        return notebook.late_submission_penalty
+
+    @functools.cached_property
+    def plugin(self):
+        from nbgrader.preprocessors import AssignLatePenalties
+        pp = AssignLatePenalties(config=nbgrader_config(self.a.root))
+        pp.init_plugin()
+        return pp.plugin_inst
 
     def close(self) -> None:
         self.gb.close()
+
+
+def nbgrader_config(root: Path):
+    """The nbgrader configuration nbgrader's own commands would read for this course: every
+    ``nbgrader_config.py`` on Jupyter's config path, then the course folder's (the instructor's
+    trusted files; e.g. ``AssignLatePenalties.plugin_class``, ``LateSubmissionPlugin.penalty_method``)."""
+    from jupyter_core.paths import jupyter_config_path
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+    config = Config()
+    for folder in [*reversed(jupyter_config_path()), str(root)]:
+        if (Path(folder) / "nbgrader_config.py").is_file():
+            config.merge(PyFileConfigLoader("nbgrader_config.py", folder).load_config())
+    if str(root) not in sys.path:  # a plugin class named in the course's config lives beside it
+        sys.path.append(str(root))
+    return config
+
+
+def _answered_cells(sub_nb, assignment) -> set:
+    """grade_ids of the submission's solution/task cells that differ from the released stub."""
+    if sub_nb is None:
+        return set()
+    stubs = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in released_stubs(assignment.source).cells}
+    return {gid for c in sub_nb.cells
+            if (gid := c.get("metadata", {}).get("nbgrader", {}).get("grade_id")) in stubs
+            and isinstance(c.get("source"), str) and c.source != stubs[gid]}
+
+
+@functools.lru_cache(maxsize=4)
+def released_stubs(source: Path):
+    """The source notebook as students receive it: solutions replaced by their stubs."""
+    from nbgrader.preprocessors import ClearSolutions
+    nb, _ = ClearSolutions().preprocess(copy.deepcopy(released_source(source)), {"language": "python"})
+    return nb
 
 
 @functools.lru_cache(maxsize=4)
@@ -214,12 +341,20 @@ def autograded_notebook(sub_nb, assignment, result: dict):
     nb = copy.deepcopy(sub_nb) if sub_nb is not None else copy.deepcopy(released)
     seen = set()
     for i, cell in enumerate(nb.cells):
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if gid in tests:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        gid = meta.get("grade_id") if isinstance(meta, dict) else None
+        if gid in tests and gid not in seen:
             nb.cells[i] = _verdict_cell(by_id[gid], tests[gid])
             seen.add(gid)
-        else:
-            _defuse(cell, by_id)
+            continue
+        _defuse(cell)
+        # as nbgrader's OverwriteCells: a known cell's nbgrader metadata comes from the source, once;
+        # an unknown or repeated one is plain content (else generate_feedback/formgrader stop on it).
+        # Nothing else of the student's metadata is kept.
+        cell.metadata = nbformat.NotebookNode()
+        if isinstance(gid, str) and gid in by_id and gid not in seen and gid not in tests:
+            cell.metadata["nbgrader"] = copy.deepcopy(by_id[gid].metadata["nbgrader"])
+            seen.add(gid)
     nb.cells += [_verdict_cell(by_id[g], t) for g, t in tests.items() if g not in seen]
     nb.metadata = {k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info")}
     return nb
@@ -228,13 +363,10 @@ def autograded_notebook(sub_nb, assignment, result: dict):
 MARKUP = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "[": "&#91;", "]": "&#93;"})
 
 
-def _defuse(cell, source_cells: dict) -> None:
+def _defuse(cell) -> None:
     """A student's cell as inert text: no outputs or attachments; in markdown no HTML and no links
-    (brackets become entities, so no `[x](javascript:...)` survives); metadata from the source only."""
+    (brackets become entities, so no `[x](javascript:...)` survives)."""
     cell.pop("attachments", None)
-    gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-    trusted = source_cells.get(gid) if gid is not None else None
-    cell.metadata = {"nbgrader": copy.deepcopy(trusted.metadata["nbgrader"])} if trusted is not None else {}
     if cell.cell_type == "code":
         cell.outputs, cell.execution_count = [], None
     elif cell.cell_type in ("markdown", "raw"):
@@ -276,24 +408,79 @@ class Recorder:
     def _save(self, sub: Submission, result: dict, sub_nb) -> None:
         folder = student_dir(self.out, sub.student_id)
         folder.mkdir(parents=True, exist_ok=True)
+        if self.gradebook is not None:
+            # what `nbgrader autograde` leaves: autograded/<student>/<assignment>/ with the notebook and
+            # nbgrader's own files exactly as submitted (release/fetch_feedback find the student's
+            # feedback through submission_secret.txt), files read-only as nbgrader sets them
+            target = self.a.root / "autograded" / sub.student_id / self.a.name
+            target.mkdir(parents=True, exist_ok=True)
+            files = dict(sub.nbgrader_files)
+            if "timestamp.txt" not in files:  # no nbgrader submit: the best evidence we have
+                when = dt.datetime.fromisoformat(result.get("submitted_at") or result["graded_at"])
+                files["timestamp.txt"] = when.astimezone(dt.timezone.utc).strftime(
+                    "%Y-%m-%d %H:%M:%S.%f %Z").encode()
+            files[f"{self.a.source.stem}.ipynb"] = nbformat.writes(
+                autograded_notebook(sub_nb, self.a, result)).encode()
+            for name, data in files.items():
+                _atomic_write(target / name, data)
+                os.chmod(target / name, 0o444)
+            result["nbgrader"] = self.gradebook.record(result, sub_nb)
         _keep_earlier_result(folder, result["sha256"])
         _atomic_write(folder / "results.json",
                       json.dumps(result, indent=1, default=float, ensure_ascii=True).encode())
         _atomic_write(folder / "feedback.html", feedback_html(result).encode())
-        if self.gradebook is not None:
-            target = self.a.root / "autograded" / sub.student_id / self.a.name
-            target.mkdir(parents=True, exist_ok=True)
-            nb = autograded_notebook(sub_nb, self.a, result)
-            _atomic_write(target / f"{self.a.source.stem}.ipynb", nbformat.writes(nb).encode())
-            when = dt.datetime.fromisoformat(result.get("submitted_at") or result["graded_at"])
-            _atomic_write(target / "timestamp.txt",  # as nbgrader writes it; release_feedback needs it
-                          when.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f %Z").encode())
-            self.gradebook.record(result)
         self.journal.add(result)
 
     def close(self) -> None:
         if self.gradebook is not None:
             self.gradebook.close()
+
+
+def give_to_course_owner(root: Path, paths) -> None:
+    """Run as root (``sudo``) on a course someone else owns, hand what we wrote inside the course back
+    to that owner, so nbgrader's own commands, run as the instructor, can update and remove it."""
+    root = Path(root).resolve()
+    try:
+        owner = root.stat()
+    except OSError:
+        return
+    if os.geteuid() != 0 or owner.st_uid == 0:
+        return
+    for top in paths:
+        top = Path(top)
+        if top.is_symlink() or not top.exists() or not top.resolve().is_relative_to(root):
+            continue
+        # every folder between the course and `top` that we may have made, then all below it
+        for parent in [*reversed(top.relative_to(root).parents[:-1]), top.relative_to(root)]:
+            here = root / parent
+            if here.stat().st_uid == 0:
+                os.chown(here, owner.st_uid, owner.st_gid, follow_symlinks=False)
+        for folder, dirs, files in os.walk(top):
+            for name in [".", *dirs, *files]:
+                path = os.path.join(folder, name)
+                if os.lstat(path).st_uid == 0:
+                    os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
+    if gradebook_path(root).exists() and gradebook_path(root).stat().st_uid == 0:
+        os.chown(gradebook_path(root), owner.st_uid, owner.st_gid, follow_symlinks=False)
+
+
+def refresh(out: Path, assignment) -> int:
+    """After hand grading in formgrader (or a changed due date/extension): each student's results.json
+    and feedback.html take the gradebook's hand-graded points and late penalty. Returns how many."""
+    gradebook, n = Gradebook(assignment), 0
+    try:
+        for path in sorted((out / "students").glob("*/results.json")):
+            try:
+                result = json.loads(path.read_text(encoding="utf-8"))
+                result["nbgrader"] = gradebook.state(result["student_id"], {t["grade_id"] for t in result["tests"]})
+            except Exception:  # noqa: BLE001 -- not in the gradebook (e.g. --no-gradebook): left as it is
+                continue
+            _atomic_write(path, json.dumps(result, indent=1, default=float, ensure_ascii=True).encode())
+            _atomic_write(path.with_name("feedback.html"), feedback_html(result).encode())
+            n += 1
+    finally:
+        gradebook.close()
+    return n
 
 
 def _keep_earlier_result(folder: Path, sha256: str) -> None:
@@ -320,6 +507,9 @@ def write_csv(out: Path) -> list[dict]:
             r = json.loads(path.read_text(encoding="utf-8"))
             row = {k: r.get(k) for k in CSV_FIELDS}
             row["score"], row["max_score"] = float(row["score"]), float(row["max_score"] or 0)
+            nb = r.get("nbgrader") or {}
+            row.update({k: nb.get(k) for k in ("manual_score", "manual_max_score", "seconds_late", "late_penalty")})
+            row["total_score"], row["total_max_score"] = total_points(r)
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             row = {k: None for k in CSV_FIELDS} | {"student_id": path.parent.name, "score": 0.0,
                                                   "max_score": 0.0, "status": "grader-error",
@@ -330,6 +520,6 @@ def write_csv(out: Path) -> list[dict]:
         writer = csv.DictWriter(fh, CSV_FIELDS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({**row, "score": f"{row['score']:g}", "max_score": f"{row['max_score']:g}"})
+            writer.writerow({k: f"{v:.15g}" if isinstance(v, float) else v for k, v in row.items()})
     os.replace(tmp, out / "grades.csv")
     return rows
