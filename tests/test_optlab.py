@@ -188,3 +188,47 @@ def test_curves_draw_mean_and_band_for_runs():
     assert len(ax.collections) == 1  # the min..max band of the runs
     assert ax.get_yscale() == "log"
     plt.close("all")
+
+
+def test_mlp_has_the_given_widths_and_relu_between_layers_only():
+    torch.manual_seed(0)
+    net = optlab.mlp((40, 100, 100, 10))
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(40, 100), (100, 100), (100, 10)]
+    assert [type(m).__name__ for m in net] == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]
+    assert net(torch.zeros(3, 40)).shape == (3, 10)
+
+
+def test_mlp_draws_the_same_weights_as_the_layers_written_out():
+    torch.manual_seed(1)
+    ours = optlab.mlp((4, 3, 2))
+    torch.manual_seed(1)
+    theirs = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_cpu_threads_sets_one_thread_on_cpu_only():
+    before = torch.get_num_threads()
+    try:
+        optlab.cpu_threads(torch.device("cpu"))
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        optlab.cpu_threads(torch.device("meta"))      # not the CPU: nothing changes
+        assert torch.get_num_threads() == 2
+        optlab.cpu_threads()                           # no device: the CPU limit always applies
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_glue_all_glues_each_value_under_its_prefixed_name(monkeypatch):
+    import myst_nb
+
+    calls = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: calls.append((name, value, display)))
+    optlab.glue_all("ch_", a=1, b=2.5)
+    assert calls == [("ch_a", 1, False), ("ch_b", 2.5, False)]
+    calls.clear()
+    optlab.glue_all("ch-", {"x-y": 3}, z=4)
+    assert calls == [("ch-x-y", 3, False), ("ch-z", 4, False)]
