@@ -4,9 +4,9 @@ The algorithms the course teaches are written out in the chapters themselves; no
 implements an optimizer, a loss or a gradient.
 """
 from optlab.device import device
-from optlab.models import mlp
+from optlab.models import mlp, stacked_forward
 from optlab.seed import seed_everything
 from optlab.setup import cpu_threads, glue_all
 from optlab.timing import Timer
 
-__all__ = ["device", "mlp", "seed_everything", "cpu_threads", "glue_all", "Timer"]
+__all__ = ["device", "mlp", "stacked_forward", "seed_everything", "cpu_threads", "glue_all", "Timer"]

@@ -232,3 +232,15 @@ def test_glue_all_glues_each_value_under_its_prefixed_name(monkeypatch):
     calls.clear()
     optlab.glue_all("ch-", {"x-y": 3}, z=4)
     assert calls == [("ch-x-y", 3, False), ("ch-z", 4, False)]
+
+
+def test_stacked_forward_equals_each_mlp_run_alone():
+    torch.manual_seed(2)
+    nets = [optlab.mlp((5, 4, 3)) for _ in range(3)]
+    params = [torch.stack([list(n.parameters())[i].T if i % 2 == 0 else list(n.parameters())[i][None]
+                           for n in nets]) for i in range(4)]
+    x = torch.randn(7, 5)
+    with torch.no_grad():
+        expected = torch.stack([n(x) for n in nets])
+        torch.testing.assert_close(optlab.stacked_forward(params, x), expected)
+        torch.testing.assert_close(optlab.stacked_forward(params, x.expand(3, -1, -1)), expected)
