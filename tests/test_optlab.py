@@ -244,3 +244,42 @@ def test_stacked_forward_equals_each_mlp_run_alone():
         expected = torch.stack([n(x) for n in nets])
         torch.testing.assert_close(optlab.stacked_forward(params, x), expected)
         torch.testing.assert_close(optlab.stacked_forward(params, x.expand(3, -1, -1)), expected)
+
+
+def test_surface_has_a_colorbar_and_a_title():
+    ax = optlab.plot.surface(lambda X, Y: X**2 + Y**2, (-1, 1), (-1, 1), title="bowl")
+    assert ax.get_title() == "bowl"
+    assert len(ax.figure.axes) == 2, "no colorbar axes beside the contour plot"
+    assert ax.figure.axes[1].get_ylabel() == "loss"
+    plt.close("all")
+
+
+def test_surface_window_grows_to_hold_every_path():
+    path = np.array([[0.0, 0.0], [2.0, -3.0], [np.inf, 0.0]])   # a non-finite point is ignored
+    ax = optlab.plot.surface(lambda X, Y: X**2 + Y**2, (-1, 1), (-1, 1), paths={"p": path})
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    assert x0 == -1 and x1 > 2 and y0 < -3 and y1 == 1
+    ax = optlab.plot.surface(lambda X, Y: X**2 + Y**2, (-1, 1), (-1, 1), paths={"p": path[:1]})
+    assert ax.get_xlim() == (-1, 1) and ax.get_ylim() == (-1, 1)   # inside: the window is kept
+    plt.close("all")
+
+
+def test_plot_type_is_readable_at_page_width():
+    # A figure up to MAX_WIDTH_IN wide, at 100 dpi, is scaled to the ~850 px column; the tick
+    # labels must still show at >= 9 pt (1 pt = 4/3 px).
+    import matplotlib
+
+    scale = min(1.0, 850 / (optlab.plot.MAX_WIDTH_IN * 100))
+    for key in ("xtick.labelsize", "ytick.labelsize", "axes.labelsize"):
+        size_pt = matplotlib.font_manager.FontProperties(size=plt.rcParams[key]).get_size_in_points()
+        assert size_pt * 100 / 72 * scale * 0.75 >= 9, key
+
+
+def test_no_chapter_figure_is_wider_than_the_page_allows():
+    import re
+
+    from conftest import ROOT
+
+    for chapter in sorted((ROOT / "book").glob("*.md")):
+        for width in re.findall(r"figsize=\((\d+(?:\.\d+)?)", chapter.read_text()):
+            assert float(width) <= optlab.plot.MAX_WIDTH_IN, f"{chapter.name}: figsize width {width} in"
