@@ -283,3 +283,18 @@ def test_no_chapter_figure_is_wider_than_the_page_allows():
     for chapter in sorted((ROOT / "book").glob("*.md")):
         for width in re.findall(r"figsize=\((\d+(?:\.\d+)?)", chapter.read_text()):
             assert float(width) <= optlab.plot.MAX_WIDTH_IN, f"{chapter.name}: figsize width {width} in"
+
+
+def test_surfaces_values_and_gradient():
+    from optlab import surfaces
+
+    assert surfaces.saddle_loss(0.0, 0.0) == 1.0 and surfaces.saddle_loss(2.0, 0.5) == 0.0
+    w = torch.tensor([0.3, -0.7], requires_grad=True)
+    surfaces.saddle_loss(w[0], w[1]).backward()          # works on tensors, with autograd
+    assert torch.allclose(w.grad, torch.tensor([-2 * -0.7 * (1 + 0.21), -2 * 0.3 * (1 + 0.21)]))
+    theta = np.array([[1.5, -0.2], [-8.0, 2.0]])
+    h = 1e-6
+    for k in range(2):
+        e = np.eye(2)[k] * h
+        numeric = (surfaces.valley_loss(*(theta + e).T) - surfaces.valley_loss(*(theta - e).T)) / (2 * h)
+        np.testing.assert_allclose(surfaces.valley_grad(theta)[:, k], numeric, rtol=1e-6)
