@@ -298,3 +298,25 @@ def test_surfaces_values_and_gradient():
         e = np.eye(2)[k] * h
         numeric = (surfaces.valley_loss(*(theta + e).T) - surfaces.valley_loss(*(theta - e).T)) / (2 * h)
         np.testing.assert_allclose(surfaces.valley_grad(theta)[:, k], numeric, rtol=1e-6)
+
+
+def test_batches_cover_each_epoch_once_and_go_on():
+    stream = optlab.data.batches(10, 4, seed=3)
+    first = [next(stream) for _ in range(3)]                 # one epoch: 4 + 4 + 2
+    assert [len(b) for b in first] == [4, 4, 2]
+    assert torch.equal(torch.cat(first).sort().values, torch.arange(10))
+    assert len(next(stream)) == 4                            # the next epoch starts
+    dropped = optlab.data.batches(10, 4, seed=3, drop_last=True)
+    assert [len(next(dropped)) for _ in range(3)] == [4, 4, 4]   # the short batch is skipped
+    again = optlab.data.batches(10, 4, seed=3)
+    assert all(torch.equal(a, next(again)) for a in first)   # a seed makes it reproducible
+
+
+def test_batches_match_the_iterator_written_out():
+    gen = torch.Generator().manual_seed(0)
+    expected = []
+    for _ in range(2):
+        order = torch.randperm(9, generator=gen)
+        expected += [order[s:s + 3] for s in range(0, 9 - 3 + 1, 3)]
+    stream = optlab.data.batches(9, 3, seed=0, drop_last=True)
+    assert all(torch.equal(e, next(stream)) for e in expected)
