@@ -23,18 +23,12 @@ import torch
 
 from optlab.batchtime import record, time_updates
 from optlab.device import device
+from optlab.models import mlp
 
 N, D, CLASSES = 4000, 40, 10
 WIDTHS = (D, 100, 100, CLASSES)  # the chapter's MLP
 LR = 0.05
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000, 4000)
-
-
-def mlp(widths=WIDTHS) -> torch.nn.Sequential:
-    layers = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        layers += [torch.nn.Linear(a, b)] + ([torch.nn.ReLU()] if i < len(widths) - 2 else [])
-    return torch.nn.Sequential(*layers)
 
 
 def sgd_updater(model, x, y, lr=LR):
@@ -64,7 +58,7 @@ def main(argv=None) -> Path:
     rng = np.random.default_rng(0)
     x = torch.as_tensor(rng.standard_normal((N, D)), dtype=torch.float32, device=dev)
     y = torch.as_tensor(rng.integers(0, CLASSES, N), device=dev)
-    model = mlp().to(dev)
+    model = mlp(WIDTHS).to(dev)
 
     start = time.perf_counter()
     curve = time_updates(sgd_updater(model, x, y), BATCH_SIZES, N, dev, repeats=args.repeats, max_updates=args.max_updates, warmup=10)

@@ -101,3 +101,16 @@ def digits(test_fraction: float = 0.25, seed: int = 0, dev="cpu") -> Split:
     x = torch.as_tensor(x / 16.0, dtype=torch.float32)
     y = torch.as_tensor(y, dtype=torch.int64)
     return Split(x[train], y[train], x[test], y[test]).to(dev)
+
+
+def batches(n: int, batch_size: int, seed: int | None = None, drop_last: bool = False):
+    """Endless minibatches of indices into ``n`` examples: each epoch a fresh random order of
+    0..n-1 cut into consecutive batches (the iterator of the batch-size chapter, epoch after
+    epoch). ``seed`` gives the stream its own generator; without it torch's global one is used.
+    ``drop_last`` skips an epoch's last batch when it is shorter than ``batch_size``.
+    """
+    gen = None if seed is None else torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(n, generator=gen)
+        stop = n - batch_size + 1 if drop_last else n
+        yield from (order[s:s + batch_size] for s in range(0, stop, batch_size))

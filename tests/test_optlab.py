@@ -188,3 +188,135 @@ def test_curves_draw_mean_and_band_for_runs():
     assert len(ax.collections) == 1  # the min..max band of the runs
     assert ax.get_yscale() == "log"
     plt.close("all")
+
+
+def test_mlp_has_the_given_widths_and_relu_between_layers_only():
+    torch.manual_seed(0)
+    net = optlab.mlp((40, 100, 100, 10))
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(40, 100), (100, 100), (100, 10)]
+    assert [type(m).__name__ for m in net] == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]
+    assert net(torch.zeros(3, 40)).shape == (3, 10)
+
+
+def test_mlp_draws_the_same_weights_as_the_layers_written_out():
+    torch.manual_seed(1)
+    ours = optlab.mlp((4, 3, 2))
+    torch.manual_seed(1)
+    theirs = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_cpu_threads_sets_one_thread_on_cpu_only():
+    before = torch.get_num_threads()
+    try:
+        optlab.cpu_threads(torch.device("cpu"))
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        optlab.cpu_threads(torch.device("meta"))      # not the CPU: nothing changes
+        assert torch.get_num_threads() == 2
+        optlab.cpu_threads()                           # no device: the CPU limit always applies
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_glue_all_glues_each_value_under_its_prefixed_name(monkeypatch):
+    import myst_nb
+
+    calls = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: calls.append((name, value, display)))
+    optlab.glue_all("ch_", a=1, b=2.5)
+    assert calls == [("ch_a", 1, False), ("ch_b", 2.5, False)]
+    calls.clear()
+    optlab.glue_all("ch-", {"x-y": 3}, z=4)
+    assert calls == [("ch-x-y", 3, False), ("ch-z", 4, False)]
+
+
+def test_stacked_forward_equals_each_mlp_run_alone():
+    torch.manual_seed(2)
+    nets = [optlab.mlp((5, 4, 3)) for _ in range(3)]
+    params = [torch.stack([list(n.parameters())[i].T if i % 2 == 0 else list(n.parameters())[i][None]
+                           for n in nets]) for i in range(4)]
+    x = torch.randn(7, 5)
+    with torch.no_grad():
+        expected = torch.stack([n(x) for n in nets])
+        torch.testing.assert_close(optlab.stacked_forward(params, x), expected)
+        torch.testing.assert_close(optlab.stacked_forward(params, x.expand(3, -1, -1)), expected)
+
+
+def test_surface_has_a_colorbar_and_a_title():
+    ax = optlab.plot.surface(lambda X, Y: X**2 + Y**2, (-1, 1), (-1, 1), title="bowl")
+    assert ax.get_title() == "bowl"
+    assert len(ax.figure.axes) == 2, "no colorbar axes beside the contour plot"
+    assert ax.figure.axes[1].get_ylabel() == "loss"
+    plt.close("all")
+
+
+def test_surface_window_grows_to_hold_every_path():
+    path = np.array([[0.0, 0.0], [2.0, -3.0], [np.inf, 0.0]])   # a non-finite point is ignored
+    ax = optlab.plot.surface(lambda X, Y: X**2 + Y**2, (-1, 1), (-1, 1), paths={"p": path})
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    assert x0 == -1 and x1 > 2 and y0 < -3 and y1 == 1
+    ax = optlab.plot.surface(lambda X, Y: X**2 + Y**2, (-1, 1), (-1, 1), paths={"p": path[:1]})
+    assert ax.get_xlim() == (-1, 1) and ax.get_ylim() == (-1, 1)   # inside: the window is kept
+    plt.close("all")
+
+
+def test_plot_type_is_readable_at_page_width():
+    # A figure up to MAX_WIDTH_IN wide, at 100 dpi, is scaled to the ~850 px column; the tick
+    # labels must still show at >= 9 pt (1 pt = 4/3 px).
+    import matplotlib
+
+    scale = min(1.0, 850 / (optlab.plot.MAX_WIDTH_IN * 100))
+    for key in ("xtick.labelsize", "ytick.labelsize", "axes.labelsize"):
+        size_pt = matplotlib.font_manager.FontProperties(size=plt.rcParams[key]).get_size_in_points()
+        assert size_pt * 100 / 72 * scale * 0.75 >= 9, key
+
+
+def test_no_chapter_figure_is_wider_than_the_page_allows():
+    import re
+
+    from conftest import ROOT
+
+    for chapter in sorted((ROOT / "book").glob("*.md")):
+        for width in re.findall(r"figsize=\((\d+(?:\.\d+)?)", chapter.read_text()):
+            assert float(width) <= optlab.plot.MAX_WIDTH_IN, f"{chapter.name}: figsize width {width} in"
+
+
+def test_surfaces_values_and_gradient():
+    from optlab import surfaces
+
+    assert surfaces.saddle_loss(0.0, 0.0) == 1.0 and surfaces.saddle_loss(2.0, 0.5) == 0.0
+    w = torch.tensor([0.3, -0.7], requires_grad=True)
+    surfaces.saddle_loss(w[0], w[1]).backward()          # works on tensors, with autograd
+    assert torch.allclose(w.grad, torch.tensor([-2 * -0.7 * (1 + 0.21), -2 * 0.3 * (1 + 0.21)]))
+    theta = np.array([[1.5, -0.2], [-8.0, 2.0]])
+    h = 1e-6
+    for k in range(2):
+        e = np.eye(2)[k] * h
+        numeric = (surfaces.valley_loss(*(theta + e).T) - surfaces.valley_loss(*(theta - e).T)) / (2 * h)
+        np.testing.assert_allclose(surfaces.valley_grad(theta)[:, k], numeric, rtol=1e-6)
+
+
+def test_batches_cover_each_epoch_once_and_go_on():
+    stream = optlab.data.batches(10, 4, seed=3)
+    first = [next(stream) for _ in range(3)]                 # one epoch: 4 + 4 + 2
+    assert [len(b) for b in first] == [4, 4, 2]
+    assert torch.equal(torch.cat(first).sort().values, torch.arange(10))
+    assert len(next(stream)) == 4                            # the next epoch starts
+    dropped = optlab.data.batches(10, 4, seed=3, drop_last=True)
+    assert [len(next(dropped)) for _ in range(3)] == [4, 4, 4]   # the short batch is skipped
+    again = optlab.data.batches(10, 4, seed=3)
+    assert all(torch.equal(a, next(again)) for a in first)   # a seed makes it reproducible
+
+
+def test_batches_match_the_iterator_written_out():
+    gen = torch.Generator().manual_seed(0)
+    expected = []
+    for _ in range(2):
+        order = torch.randperm(9, generator=gen)
+        expected += [order[s:s + 3] for s in range(0, 9 - 3 + 1, 3)]
+    stream = optlab.data.batches(9, 3, seed=0, drop_last=True)
+    assert all(torch.equal(e, next(stream)) for e in expected)
