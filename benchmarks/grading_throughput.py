@@ -61,7 +61,7 @@ def scores(path: Path, key: str) -> list[float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--copies", type=int, default=8)
+    p.add_argument("--copies", type=int, default=30)  # a class-sized run: start-up is a fixed cost
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--assignments", nargs="*",
                    default=sorted(d.name for d in (ROOT / "solutions").iterdir()
