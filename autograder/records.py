@@ -130,8 +130,8 @@ def feedback_html(result: dict) -> str:
     output = result.get("output") or ""
     output = f"<h2>Your notebook's output (first part)</h2><pre>{e(output[:5000])}</pre>" if output.strip() else ""
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Feedback: {e(result['assignment'])}</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}} td,th{{padding:.3em .6em;
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Feedback: {e(result['assignment'])}</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}} td,th{{padding:.3em .6em;
 border-bottom:1px solid #ddd;vertical-align:top}} tr.pass td:first-child{{color:#176}}
 tr.fail td:first-child{{color:#a22}} .warn{{background:#fee;padding:.5em}} pre{{background:#f6f6f6;
 padding:.5em;white-space:pre-wrap}}</style></head><body>
