@@ -126,10 +126,10 @@ def _attacks(a: str, source: Path, course: Path, outside: Path) -> dict[str, byt
         "long_line": _with(reference, "# " + "a long comment " * 300 + "\nx = 1"),
         "crlf": reference.decode().replace("\\n", "\\r\\n").encode(),
     }
-    if a == "optimizers":  # rmsprop changing theta in place: correct values, one behaviour point lost
-        subs["inplace"] = _replace_solution(source, "rmsprop-code", lambda code: code.replace(
-            "def rmsprop(", "def _rmsprop(") + "\n\ndef rmsprop(theta, g, state, **kw):\n"
-            "    new, state = _rmsprop(theta, g, state, **kw)\n    theta[...] = new\n    return theta, state\n")
+    if a == "optimizers":  # adamw changing theta in place: correct values, one behaviour point lost
+        subs["inplace"] = _replace_solution(source, "adamw-code", lambda code: code.replace(
+            "def adamw(", "def _adamw(") + "\n\ndef adamw(theta, g, state, **kw):\n"
+            "    new, state = _adamw(theta, g, state, **kw)\n    theta[...] = new\n    return theta, state\n")
     if a == "classification":  # a torch implementation is as good as a numpy one
         subs["torch_version"] = submission(source, reference=True, solutions=TORCH_CLASSIFICATION)
         subs["wide_model"] = _replace_solution(source, "fit_softmax_regression-code", lambda code: code + (
@@ -305,9 +305,9 @@ def test_torch_implementation_scores_full_marks(graded):
 # class 9: points only from values the trusted side verifies
 def test_in_place_modification_costs_exactly_the_behaviour_point(graded):
     if graded["a"] != "optimizers":
-        pytest.skip("checked on optimizers' rmsprop")
+        pytest.skip("checked on optimizers' adamw")
     failures = _failures(graded["results"]["inplace"])
-    assert [case for case, _ in failures] == ["rmsprop.unchanged_args"], failures
+    assert [case for case, _ in failures] == ["adamw.unchanged_args"], failures
     assert "in place" in failures[0][1]
     assert _score(graded, "inplace") == float(graded["rows"]["inplace"]["max_score"]) - 1
 
