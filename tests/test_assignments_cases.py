@@ -125,8 +125,15 @@ def _wrong_implementations():
         ("classification", "softmax.float32_3d", {"softmax": cls.softmax_axis0}, "wrong axis"),
         ("classification", "softmax.extreme", {"softmax": cls.softmax_naive}, "max-subtraction"),
         ("classification", "log_softmax.extreme", {"log_softmax": cls.log_softmax_naive}, "log(softmax(x))"),
-        ("classification", "cross_entropy.random", {"cross_entropy": cls.cross_entropy_sum}, "sum over the batch"),
-        ("classification", "cross_entropy_grad.random", {"cross_entropy_grad": cls.grad_sum}, "batch size N"),
+        ("classification", "cross_entropy.plain", {"cross_entropy": cls.loss_of(cls.ce_variant(denominator="one"))},
+         "sum over the batch"),
+        ("classification", "cross_entropy.weighted", {"cross_entropy": cls.loss_of(cls.ce_variant(denominator="n"))},
+         "divided by N"),
+        ("classification", "cross_entropy.smoothing", {"cross_entropy": cls.loss_of(cls.ce_variant(spread="others"))},
+         "other C−1 classes"),
+        ("classification", "cross_entropy_grad.float32",
+         {"cross_entropy_grad": cls.grad_of(cls.ce_variant(weighted_smoothing=False))}, "ignores the class weights"),
+        ("classification", "cross_entropy_grad.weighted", {"cross_entropy_grad": cls.grad_sign}, "sign is flipped"),
         ("classification", "fit_softmax_regression.digits", {"fit_softmax_regression": zero_fit}, "below the required"),
         ("backprop", "Linear.float32", {"Linear": bp.LinearTransposedGrad}, "transposed"),
         ("backprop", "Linear.square", {"Linear": bp.LinearNoTranspose}, "instead of Wᵀ"),
@@ -256,11 +263,12 @@ def test_reference_classification_matches_torch():
     ref = loaded("classification")[2].ref
     rng = np.random.default_rng(2)
     z, y = rng.normal(size=(8, 5)) * 4, rng.integers(0, 5, 8)
-    zt = torch.tensor(z, requires_grad=True)
-    loss = F.cross_entropy(zt, torch.tensor(y))
-    loss.backward()
-    assert ref.cross_entropy(z, y) == pytest.approx(loss.item(), rel=1e-12)
-    np.testing.assert_allclose(ref.cross_entropy_grad(z, y), zt.grad.numpy(), rtol=1e-10)
+    for w, eps in [(None, 0.0), (rng.uniform(0.2, 3.0, 5), 0.0), (None, 0.25), (rng.uniform(0.2, 3.0, 5), 0.1)]:
+        zt = torch.tensor(z, requires_grad=True)
+        loss = F.cross_entropy(zt, torch.tensor(y), weight=None if w is None else torch.tensor(w), label_smoothing=eps)
+        loss.backward()
+        assert ref.cross_entropy(z, y, w, eps) == pytest.approx(loss.item(), rel=1e-12)
+        np.testing.assert_allclose(ref.cross_entropy_grad(z, y, w, eps), zt.grad.numpy(), rtol=1e-10, atol=1e-15)
     np.testing.assert_allclose(ref.softmax(z), torch.softmax(torch.tensor(z), -1).numpy(), rtol=1e-12)
     np.testing.assert_allclose(ref.log_softmax(np.array([[1e4, -1e4, 0.0]])),
                                F.log_softmax(torch.tensor([[1e4, -1e4, 0.0]], dtype=torch.float64), -1).numpy())
