@@ -141,6 +141,14 @@ def _wrong_implementations():
         ("backprop", "Sigmoid.float32", {"Sigmoid": bp.SigmoidOfInput}, "uses x instead of σ(x)"),
         ("backprop", "softmax_cross_entropy.random", {"softmax_cross_entropy": bp.sce_sum}, "sum over the batch"),
         ("backprop", "MLP.deep", {"Linear": bp.LinearMeanBias}, "averages db"),
+        ("backprop", "LayerNorm.float32", {"LayerNorm": bp.layer_norm_variant(backward="constant")}, "as constants"),
+        ("backprop", "LayerNorm.square", {"LayerNorm": bp.layer_norm_variant(backward="no_var")}, "through the variance"),
+        ("backprop", "LayerNorm.small_variance", {"LayerNorm": bp.layer_norm_variant(eps_outside=True)},
+         "inside the square root"),
+        ("backprop", "LayerNorm.visible", {"LayerNorm": bp.layer_norm_variant(ddof=1)}, "biased variance"),
+        ("backprop", "LayerNorm.float32", {"LayerNorm": bp.layer_norm_variant(axis=0)}, "BatchNorm"),
+        ("backprop", "MLP.visible", {"MLP": bp.MLPOnlyLinear}, "leave out the LayerNorm"),
+        ("backprop", "MLP.deep", {"LayerNorm": bp.layer_norm_variant(backward="constant")}, "LayerNorm.backward"),
         ("backprop", "numerical_gradient.matrix", {"numerical_gradient": bp.forward_difference}, "forward difference"),
         ("backprop", "train_mlp.visible", {"train_mlp": untrained}, "below the required"),
     ]
@@ -278,16 +286,19 @@ def test_reference_backprop_matches_autograd():
     ref = loaded("backprop")[2].ref
     rng = np.random.default_rng(3)
     W1, b1, W2, b2 = rng.normal(size=(4, 6)), rng.normal(size=6), rng.normal(size=(6, 3)), rng.normal(size=3)
+    gamma, beta = 1 + 0.3 * rng.normal(size=6), 0.3 * rng.normal(size=6)
     x, y = rng.normal(size=(5, 4)), rng.integers(0, 3, 5)
-    net = ref.MLP([ref.Linear(W1.copy(), b1.copy()), ref.Sigmoid(), ref.Linear(W2.copy(), b2.copy()), ref.ReLU()])
+    net = ref.MLP([ref.Linear(W1.copy(), b1.copy()), ref.LayerNorm(gamma.copy(), beta.copy()), ref.Sigmoid(),
+                   ref.Linear(W2.copy(), b2.copy()), ref.ReLU()])
     loss, grad = ref.softmax_cross_entropy(net.forward(x), y)
     grad_x = net.backward(grad)
-    ts = [torch.tensor(a, requires_grad=True) for a in (W1, b1, W2, b2, x)]
-    out = torch.relu(torch.sigmoid(ts[4] @ ts[0] + ts[1]) @ ts[2] + ts[3])
+    ts = [torch.tensor(a, requires_grad=True) for a in (W1, b1, gamma, beta, W2, b2, x)]
+    hidden = F.layer_norm(ts[6] @ ts[0] + ts[1], (6,), ts[2], ts[3], eps=1e-5)
+    out = torch.relu(torch.sigmoid(hidden) @ ts[4] + ts[5])
     tloss = F.cross_entropy(out, torch.tensor(y))
     tloss.backward()
     assert loss == pytest.approx(tloss.item(), rel=1e-12)
-    for mine, t in zip(net.grads() + [grad_x], ts[:4] + [ts[4]]):
+    for mine, t in zip(net.grads() + [grad_x], ts):
         np.testing.assert_allclose(mine, t.grad.numpy(), rtol=1e-10, atol=1e-14)
     f = lambda v: float(np.sum(np.sin(v) * v))
     v = rng.normal(size=(2, 3))
