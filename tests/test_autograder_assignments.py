@@ -39,8 +39,15 @@ TORCH_CLASSIFICATION = {
                     "    return torch.softmax(torch.as_tensor(logits), dim=-1).numpy()\n",
     "log_softmax-code": "def log_softmax(logits):\n"
                         "    return torch.log_softmax(torch.as_tensor(logits), dim=-1).numpy()\n",
-    "cross_entropy-code": "def cross_entropy(logits, labels):\n    return torch.nn.functional.cross_entropy("
-                          "torch.as_tensor(logits), torch.as_tensor(labels, dtype=torch.long)).item()\n",
+    "cross_entropy-code": "def torch_loss(logits, labels, weight, label_smoothing):\n"
+                          "    return torch.nn.functional.cross_entropy(logits, torch.as_tensor(labels, dtype=torch.long),"
+                          " weight=None if weight is None else torch.as_tensor(weight), label_smoothing=label_smoothing)\n\n"
+                          "def cross_entropy(logits, labels, weight=None, label_smoothing=0.0):\n"
+                          "    return torch_loss(torch.as_tensor(logits), labels, weight, label_smoothing).item()\n",
+    "cross_entropy_grad-code": "def cross_entropy_grad(logits, labels, weight=None, label_smoothing=0.0):\n"
+                               "    z = torch.tensor(logits, requires_grad=True)  # autograd\n"
+                               "    torch_loss(z, labels, weight, label_smoothing).backward()\n"
+                               "    return z.grad.numpy()\n",
 }
 
 # -- attack cells, each added to an otherwise untouched (0-point) or reference (full-mark) notebook
