@@ -122,8 +122,10 @@ def call_each(ns, fn, calls):
         return {"results": [call(ns, fn, a, kw) for a, kw in calls]}
 
 
-def optimizer_trajectory(ns, fn, theta0, A, b, steps, kwargs=None, again=False):
+def optimizer_trajectory(ns, fn, theta0, A, b, steps, kwargs=None, lrs=None, again=False):
     """``steps`` updates of ``ns[fn]`` on f(θ) = ½ θᵀAθ − bᵀθ (θ flattened), from ``theta0``.
+
+    ``lrs``, if given, is the learning rate of each step, passed as ``lr=`` (a schedule).
 
     Returns ``{"result": (steps, *theta0.shape) array of the iterates, "error"}``; the gradient is
     computed in θ's dtype. With ``again``, every step is also taken a second time with the same θ and
@@ -137,8 +139,9 @@ def optimizer_trajectory(ns, fn, theta0, A, b, steps, kwargs=None, again=False):
         A_ = np.asarray(A, dtype=theta.dtype)
         b_ = np.asarray(b, dtype=theta.dtype)
 
-        def step(theta, g, state):
-            out = f(theta, g, _copy(state) if again else state, **(kwargs or {}))
+        def step(theta, g, state, t):
+            hyper = dict(kwargs or {}, **({} if lrs is None else {"lr": lrs[t]}))
+            out = f(theta, g, _copy(state) if again else state, **hyper)
             if not (isinstance(out, tuple) and len(out) == 2):
                 raise TypeError(f"{fn} must return a tuple (theta, state)")
             if not isinstance(out[1], dict):
@@ -148,12 +151,12 @@ def optimizer_trajectory(ns, fn, theta0, A, b, steps, kwargs=None, again=False):
                 raise ValueError(f"{fn} returned theta of shape {new.shape}, expected {theta.shape}")
             return new, out[1]
 
-        for _ in range(steps):
+        for t in range(steps):
             g = (A_ @ theta.reshape(-1) - b_).reshape(theta.shape).astype(theta.dtype)
             arg = theta.copy()
-            new, next_state = step(arg, g, state)
+            new, next_state = step(arg, g, state, t)
             if again:
-                seconds.append(step(arg, g, state)[0])
+                seconds.append(step(arg, g, state, t)[0])
             theta, state = new, next_state
             thetas.append(theta)
         out = {"result": np.stack(thetas), "error": None}

@@ -157,6 +157,23 @@ def test_optimizer_trajectory_runs_gradient_descent_on_the_quadratic():
     assert out["result"].dtype == np.float32 and np.allclose(out["result"], expected)
 
 
+def test_optimizer_trajectory_passes_the_learning_rate_of_each_step():
+    seen = []
+
+    def gd(theta, g, state, lr=0.1):
+        seen.append(lr)
+        return theta - lr * g, state
+
+    A, b, lrs = np.eye(2), np.ones(2), [0.5, 0.25, 0.125]
+    out = drivers.optimizer_trajectory({"gd": gd}, "gd", np.zeros(2), A, b, 3, {"lr": 9.0}, lrs=lrs, again=True)
+    theta, expected = np.zeros(2), []
+    for lr in lrs:
+        theta = theta - lr * (A @ theta - b)
+        expected.append(theta)
+    assert seen == [0.5, 0.5, 0.25, 0.25, 0.125, 0.125]  # the second call of a step gets the same rate
+    assert np.allclose(out["result"], expected) and np.allclose(out["again"], expected)
+
+
 def test_optimizer_trajectory_reports_in_place_update_and_bad_state():
     def inplace(theta, g, state, lr=0.1):
         theta -= lr * g

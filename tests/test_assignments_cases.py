@@ -81,11 +81,12 @@ def test_visible_cases_pass_for_the_reference_from_released_data_alone(assignmen
 def test_released_visible_data_gives_the_same_feedback_as_the_cases(tmp_path, monkeypatch):
     """The visible-data judge names the mistake, like the instructor-side judge."""
     _, _, module = loaded("optimizers")
-    wrong = {"adam": module.adam_variant(correct=False)}
-    expected = run_case("adam.visible", wrong)
+    wrong = {"adamw": module.adamw_variant(decay="l2"), "sgd_momentum": module.momentum_torch_form}
+    expected = {cid: run_case(cid, wrong) for cid in ("adamw.visible", "sgd_momentum.schedule")}
     monkeypatch.chdir(ROOT / "assignments" / "optimizers")
-    assert run_case("adam.visible", wrong, root=tmp_path) == expected
-    assert "no bias correction" in expected
+    assert {cid: run_case(cid, wrong, root=tmp_path) for cid in expected} == expected
+    assert "added to the gradient" in expected["adamw.visible"]
+    assert "PyTorch's form" in expected["sgd_momentum.schedule"]
 
 
 def _wrong_implementations():
@@ -106,21 +107,33 @@ def _wrong_implementations():
     return [
         ("optimizers", "minibatch_indices.shuffle", {"minibatch_indices": unseeded}, "same seed"),
         ("optimizers", "sgd_momentum.float32", {"sgd_momentum": opt.momentum_old_m}, "previous momentum"),
-        ("optimizers", "adagrad.float32", {"adagrad": opt.adagrad_root_sum}, "root of the SUM"),
-        ("optimizers", "adagrad.large_eps", {"adagrad": opt.adagrad_eps_inside}, "eps is inside the square root"),
-        ("optimizers", "rmsprop.float32", {"rmsprop": opt.rmsprop_torch_init}, "torch.optim.RMSprop"),
-        ("optimizers", "adam.float32", {"adam": opt.adam_variant(t0=2)}, "bias correction is one step ahead"),
-        ("optimizers", "adam.visible", {"adam": opt.adam_variant(t0=0)}, "t starting at 0"),
-        ("optimizers", "adam.large_eps", {"adam": opt.adam_variant(eps_inside=True)}, "eps is inside"),
+        ("optimizers", "sgd_momentum.schedule", {"sgd_momentum": opt.momentum_torch_form}, "PyTorch's form"),
+        ("optimizers", "sgd_momentum.float32", {"sgd_momentum": opt.momentum_torch_form}, "PyTorch's form"),
+        ("optimizers", "sgd_momentum.nesterov", {"sgd_momentum": opt.momentum_no_nesterov}, "nesterov=True is ignored"),
+        ("optimizers", "adamw.float32", {"adamw": opt.adamw_variant(decay="l2")}, "added to the gradient"),
+        ("optimizers", "adamw.visible", {"adamw": opt.adamw_variant(decay="none")}, "no weight decay"),
+        ("optimizers", "adamw.float32", {"adamw": opt.adamw_variant(decay="unscaled")}, "not scaled by the learning"),
+        ("optimizers", "adamw.float32", {"adamw": opt.adamw_variant(t0=2)}, "bias correction is one step ahead"),
+        ("optimizers", "adamw.visible", {"adamw": opt.adamw_variant(t0=0)}, "t starting at 0"),
+        ("optimizers", "adamw.large_eps", {"adamw": opt.adamw_variant(eps_inside=True)}, "eps is inside"),
+        ("optimizers", "clip_grad_norm.float32", {"clip_grad_norm": opt.clip_each}, "its own norm"),
+        ("optimizers", "clip_grad_norm.below", {"clip_grad_norm": opt.clip_always}, "scaled up"),
+        ("optimizers", "clip_grad_norm.visible", {"clip_grad_norm": opt.clip_norm_after}, "norm after clipping"),
         ("optimizers", "warmup_cosine_lr.values", {"warmup_cosine_lr": opt.warmup_off_by_one}, "(step+1)"),
         ("optimizers", "warmup_cosine_lr.errors", {"warmup_cosine_lr": opt.cosine_from_zero}, "instead of raising"),
-        ("optimizers", "transformer_lr.values", {"transformer_lr": opt.noam_sqrt_warmup}, "warmup_steps^−0.5"),
         ("classification", "one_hot.visible", {"one_hot": lambda y, c: np.eye(c, dtype=int)[y]}, "dtype int64"),
         ("classification", "softmax.float32_3d", {"softmax": cls.softmax_axis0}, "wrong axis"),
         ("classification", "softmax.extreme", {"softmax": cls.softmax_naive}, "max-subtraction"),
         ("classification", "log_softmax.extreme", {"log_softmax": cls.log_softmax_naive}, "log(softmax(x))"),
-        ("classification", "cross_entropy.random", {"cross_entropy": cls.cross_entropy_sum}, "sum over the batch"),
-        ("classification", "cross_entropy_grad.random", {"cross_entropy_grad": cls.grad_sum}, "batch size N"),
+        ("classification", "cross_entropy.plain", {"cross_entropy": cls.loss_of(cls.ce_variant(denominator="one"))},
+         "sum over the batch"),
+        ("classification", "cross_entropy.weighted", {"cross_entropy": cls.loss_of(cls.ce_variant(denominator="n"))},
+         "divided by N"),
+        ("classification", "cross_entropy.smoothing", {"cross_entropy": cls.loss_of(cls.ce_variant(spread="others"))},
+         "other C−1 classes"),
+        ("classification", "cross_entropy_grad.float32",
+         {"cross_entropy_grad": cls.grad_of(cls.ce_variant(weighted_smoothing=False))}, "ignores the class weights"),
+        ("classification", "cross_entropy_grad.weighted", {"cross_entropy_grad": cls.grad_sign}, "sign is flipped"),
         ("classification", "fit_softmax_regression.digits", {"fit_softmax_regression": zero_fit}, "below the required"),
         ("backprop", "Linear.float32", {"Linear": bp.LinearTransposedGrad}, "transposed"),
         ("backprop", "Linear.square", {"Linear": bp.LinearNoTranspose}, "instead of Wᵀ"),
@@ -128,6 +141,14 @@ def _wrong_implementations():
         ("backprop", "Sigmoid.float32", {"Sigmoid": bp.SigmoidOfInput}, "uses x instead of σ(x)"),
         ("backprop", "softmax_cross_entropy.random", {"softmax_cross_entropy": bp.sce_sum}, "sum over the batch"),
         ("backprop", "MLP.deep", {"Linear": bp.LinearMeanBias}, "averages db"),
+        ("backprop", "LayerNorm.float32", {"LayerNorm": bp.layer_norm_variant(backward="constant")}, "as constants"),
+        ("backprop", "LayerNorm.square", {"LayerNorm": bp.layer_norm_variant(backward="no_var")}, "through the variance"),
+        ("backprop", "LayerNorm.small_variance", {"LayerNorm": bp.layer_norm_variant(eps_outside=True)},
+         "inside the square root"),
+        ("backprop", "LayerNorm.visible", {"LayerNorm": bp.layer_norm_variant(ddof=1)}, "biased variance"),
+        ("backprop", "LayerNorm.float32", {"LayerNorm": bp.layer_norm_variant(axis=0)}, "BatchNorm"),
+        ("backprop", "MLP.visible", {"MLP": bp.MLPOnlyLinear}, "leave out the LayerNorm"),
+        ("backprop", "MLP.deep", {"LayerNorm": bp.layer_norm_variant(backward="constant")}, "LayerNorm.backward"),
         ("backprop", "numerical_gradient.matrix", {"numerical_gradient": bp.forward_difference}, "forward difference"),
         ("backprop", "train_mlp.visible", {"train_mlp": untrained}, "below the required"),
     ]
@@ -145,86 +166,117 @@ def test_judges_name_the_mistake_of_a_wrong_implementation(assignment, case_id, 
 def test_in_place_modification_is_caught_only_by_the_unchanged_args_case():
     opt = loaded("optimizers")[2]
 
-    def inplace_adam(theta, g, state, **kw):
-        new, state = opt.ref.adam(theta, g, state, **kw)
+    def inplace_adamw(theta, g, state, **kw):
+        new, state = opt.ref.adamw(theta, g, state, **kw)
         theta[...] = new
         return theta, state
 
-    ns = {"adam": inplace_adam}
-    assert run_case("adam.float32", ns) is None
-    assert "in place" in run_case("adam.unchanged_args", ns)
+    def inplace_clip(grads, max_norm):
+        clipped, norm = opt.ref.clip_grad_norm(grads, max_norm)
+        for g, c in zip(grads, clipped):
+            g[...] = c
+        return grads, norm
+
+    for fn, impl in [("adamw", inplace_adamw), ("clip_grad_norm", inplace_clip)]:
+        assert run_case(f"{fn}.float32", {fn: impl}) is None
+        assert "in place" in run_case(f"{fn}.unchanged_args", {fn: impl})
 
 
 def test_fair_variants_pass_torch_and_loops():
-    """torch.optim.Adam (float32 tensors) and a per-element loop Adagrad earn every case."""
-    def torch_adam(theta, g, state, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
-        if "opt" not in state:
-            p = torch.nn.Parameter(torch.tensor(theta))
-            state = {"p": p, "opt": torch.optim.Adam([p], lr=lr, betas=(beta1, beta2), eps=eps)}
-        with torch.no_grad():
-            state["p"].copy_(torch.tensor(theta))
-        state["p"].grad = torch.tensor(g)
-        state["opt"].step()
-        return state["p"].detach().numpy().copy(), state
+    """torch.optim.AdamW (float32 tensors, its lr set before each step), a per-element loop momentum
+    and torch's clip_grad_norm_ on copies earn every case."""
+    def torch_adamw(theta, g, state, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=1e-2):
+        p = torch.nn.Parameter(torch.tensor(theta))  # a fresh optimizer on the state kept as arrays
+        opt = torch.optim.AdamW([p], lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
+        if state:
+            opt.load_state_dict({"state": {0: {k: torch.tensor(v) for k, v in state.items()}},
+                                 "param_groups": opt.state_dict()["param_groups"]})
+        p.grad = torch.tensor(g)
+        opt.step()
+        return p.detach().numpy().copy(), {k: v.numpy().copy() for k, v in opt.state[p].items()}
 
-    def loop_adagrad(theta, g, state, lr=0.01, eps=1e-8):
-        out, sums = theta.copy(), state.setdefault("sums", [0.0] * theta.size)
-        state["t"] = state.get("t", 0) + 1
+    def loop_momentum(theta, g, state, lr=0.01, lam=0.9, nesterov=False):
+        out, m = theta.copy(), state.setdefault("m", [0.0] * theta.size)
         for i in range(theta.size):
-            sums[i] += float(g.flat[i]) ** 2
-            out.flat[i] = theta.flat[i] - lr * g.flat[i] / ((sums[i] / state["t"]) ** 0.5 + eps)
+            m[i] = lam * m[i] - lr * float(g.flat[i])
+            out.flat[i] = theta.flat[i] + (lam * m[i] - lr * g.flat[i] if nesterov else m[i])
         return out, state
 
+    def torch_clip(grads, max_norm):
+        params = [torch.nn.Parameter(torch.zeros_like(torch.tensor(g))) for g in grads]
+        for p, g in zip(params, grads):
+            p.grad = torch.tensor(g)  # a copy: clip_grad_norm_ scales it in place
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        return [p.grad.numpy() for p in params], float(norm)
+
     cases = loaded("optimizers")[0]
-    for fn, impl in [("adam", torch_adam), ("adagrad", loop_adagrad)]:
+    for fn, impl in [("adamw", torch_adamw), ("sgd_momentum", loop_momentum), ("clip_grad_norm", torch_clip)]:
         for cid in [c for c in cases if c.startswith(fn + ".")]:
             assert run_case(cid, {fn: impl}) is None, cid
 
 
 # ----------------------------------------------------------------------------- references vs torch
 def test_reference_optimizers_match_torch():
+    """AdamW equals torch.optim.AdamW even when the learning rate changes every step; momentum equals
+    torch.optim.SGD (plain and Nesterov) while the learning rate is constant; clipping equals
+    torch.nn.utils.clip_grad_norm_."""
     ref = loaded("optimizers")[2].ref
     rng = np.random.default_rng(0)
-    grads = rng.normal(size=(25, 3, 4))
-    for rule, make, kwargs in [
-        (ref.adam, lambda p: torch.optim.Adam([p], lr=0.01, betas=(0.8, 0.99), eps=1e-6),
-         dict(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6)),
-        (ref.sgd_momentum, lambda p: torch.optim.SGD([p], lr=0.05, momentum=0.7), dict(lr=0.05, lam=0.7)),
+    grads, lrs = rng.normal(size=(25, 3, 4)), rng.uniform(0.001, 0.05, 25)
+    for rule, make, kwargs, scheduled in [
+        (ref.adamw, lambda p: torch.optim.AdamW([p], lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.3),
+         dict(beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.3), True),
+        (ref.sgd_momentum, lambda p: torch.optim.SGD([p], lr=0.05, momentum=0.7), dict(lam=0.7), False),
+        (ref.sgd_momentum, lambda p: torch.optim.SGD([p], lr=0.05, momentum=0.7, nesterov=True),
+         dict(lam=0.7, nesterov=True), False),
     ]:
         theta, state = np.ones((3, 4)), {}
         p = torch.nn.Parameter(torch.ones(3, 4, dtype=torch.float64))
         opt = make(p)
-        for g in grads:
-            theta, state = rule(theta, g, state, **kwargs)
+        for g, lr in zip(grads, lrs if scheduled else [0.05] * len(grads)):
+            theta, state = rule(theta, g, state, lr=float(lr), **kwargs)
+            opt.param_groups[0]["lr"] = float(lr)
             p.grad = torch.tensor(g)
             opt.step()
         np.testing.assert_allclose(theta, p.detach().numpy(), rtol=1e-10)
+    for scale in (0.01, 10.0):
+        gs = [rng.normal(size=(3, 2)) * scale, rng.normal(size=5) * scale]
+        params = [torch.nn.Parameter(torch.zeros(g.shape, dtype=torch.float64)) for g in gs]
+        for p, g in zip(params, gs):
+            p.grad = torch.tensor(g)
+        norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        clipped, mine = ref.clip_grad_norm(gs, 1.0)
+        assert mine == pytest.approx(norm.item(), rel=1e-12)
+        for c, p in zip(clipped, params):
+            np.testing.assert_allclose(c, p.grad.numpy(), rtol=1e-12)
 
 
-def test_reference_adagrad_is_torch_adagrad_with_the_mean_instead_of_the_sum():
-    """The lecture divides by √(mean g²); torch by √(Σ g²): with η·√(t+1) torch matches the lecture."""
-    ref = loaded("optimizers")[2].ref
-    grads = np.random.default_rng(1).normal(size=(10, 5))
-    theta, state = np.zeros(5), {}
-    p = torch.nn.Parameter(torch.zeros(5, dtype=torch.float64))
-    opt = torch.optim.Adagrad([p], lr=0.1, eps=0.0)
-    for t, g in enumerate(grads):
-        theta, state = ref.adagrad(theta, g, state, lr=0.1, eps=0.0)
-        opt.param_groups[0]["lr"] = 0.1 * np.sqrt(t + 1)
-        p.grad = torch.tensor(g)
-        opt.step()
-    np.testing.assert_allclose(theta, p.detach().numpy(), rtol=1e-10)
+def test_reference_momentum_under_a_schedule_is_the_lectures_unrolled_sum():
+    """With a learning rate per step, the lecture's movement is m^t = -Σ λ^(t-1-i) η^i g^i (each gradient
+    scaled by its own step's η); PyTorch's form scales the whole sum by the current η instead."""
+    opt = loaded("optimizers")[2]
+    rng = np.random.default_rng(1)
+    grads, etas, lam = rng.normal(size=(12, 4)), rng.uniform(0.01, 0.2, 12), 0.8
+    theta, state, torch_theta, torch_state = np.zeros(4), {}, np.zeros(4), {}
+    for t, (g, eta) in enumerate(zip(grads, etas)):
+        before = theta
+        theta, state = opt.ref.sgd_momentum(theta, g, state, lr=eta, lam=lam)
+        unrolled = -sum(lam ** (t - i) * etas[i] * grads[i] for i in range(t + 1))
+        np.testing.assert_allclose(theta - before, unrolled, rtol=1e-12)
+        torch_theta, torch_state = opt.momentum_torch_form(torch_theta, g, torch_state, lr=eta, lam=lam)
+    assert np.abs(torch_theta - theta).max() > 0.01
 
 
 def test_reference_classification_matches_torch():
     ref = loaded("classification")[2].ref
     rng = np.random.default_rng(2)
     z, y = rng.normal(size=(8, 5)) * 4, rng.integers(0, 5, 8)
-    zt = torch.tensor(z, requires_grad=True)
-    loss = F.cross_entropy(zt, torch.tensor(y))
-    loss.backward()
-    assert ref.cross_entropy(z, y) == pytest.approx(loss.item(), rel=1e-12)
-    np.testing.assert_allclose(ref.cross_entropy_grad(z, y), zt.grad.numpy(), rtol=1e-10)
+    for w, eps in [(None, 0.0), (rng.uniform(0.2, 3.0, 5), 0.0), (None, 0.25), (rng.uniform(0.2, 3.0, 5), 0.1)]:
+        zt = torch.tensor(z, requires_grad=True)
+        loss = F.cross_entropy(zt, torch.tensor(y), weight=None if w is None else torch.tensor(w), label_smoothing=eps)
+        loss.backward()
+        assert ref.cross_entropy(z, y, w, eps) == pytest.approx(loss.item(), rel=1e-12)
+        np.testing.assert_allclose(ref.cross_entropy_grad(z, y, w, eps), zt.grad.numpy(), rtol=1e-10, atol=1e-15)
     np.testing.assert_allclose(ref.softmax(z), torch.softmax(torch.tensor(z), -1).numpy(), rtol=1e-12)
     np.testing.assert_allclose(ref.log_softmax(np.array([[1e4, -1e4, 0.0]])),
                                F.log_softmax(torch.tensor([[1e4, -1e4, 0.0]], dtype=torch.float64), -1).numpy())
@@ -234,16 +286,19 @@ def test_reference_backprop_matches_autograd():
     ref = loaded("backprop")[2].ref
     rng = np.random.default_rng(3)
     W1, b1, W2, b2 = rng.normal(size=(4, 6)), rng.normal(size=6), rng.normal(size=(6, 3)), rng.normal(size=3)
+    gamma, beta = 1 + 0.3 * rng.normal(size=6), 0.3 * rng.normal(size=6)
     x, y = rng.normal(size=(5, 4)), rng.integers(0, 3, 5)
-    net = ref.MLP([ref.Linear(W1.copy(), b1.copy()), ref.Sigmoid(), ref.Linear(W2.copy(), b2.copy()), ref.ReLU()])
+    net = ref.MLP([ref.Linear(W1.copy(), b1.copy()), ref.LayerNorm(gamma.copy(), beta.copy()), ref.Sigmoid(),
+                   ref.Linear(W2.copy(), b2.copy()), ref.ReLU()])
     loss, grad = ref.softmax_cross_entropy(net.forward(x), y)
     grad_x = net.backward(grad)
-    ts = [torch.tensor(a, requires_grad=True) for a in (W1, b1, W2, b2, x)]
-    out = torch.relu(torch.sigmoid(ts[4] @ ts[0] + ts[1]) @ ts[2] + ts[3])
+    ts = [torch.tensor(a, requires_grad=True) for a in (W1, b1, gamma, beta, W2, b2, x)]
+    hidden = F.layer_norm(ts[6] @ ts[0] + ts[1], (6,), ts[2], ts[3], eps=1e-5)
+    out = torch.relu(torch.sigmoid(hidden) @ ts[4] + ts[5])
     tloss = F.cross_entropy(out, torch.tensor(y))
     tloss.backward()
     assert loss == pytest.approx(tloss.item(), rel=1e-12)
-    for mine, t in zip(net.grads() + [grad_x], ts[:4] + [ts[4]]):
+    for mine, t in zip(net.grads() + [grad_x], ts):
         np.testing.assert_allclose(mine, t.grad.numpy(), rtol=1e-10, atol=1e-14)
     f = lambda v: float(np.sum(np.sin(v) * v))
     v = rng.normal(size=(2, 3))

@@ -39,8 +39,15 @@ TORCH_CLASSIFICATION = {
                     "    return torch.softmax(torch.as_tensor(logits), dim=-1).numpy()\n",
     "log_softmax-code": "def log_softmax(logits):\n"
                         "    return torch.log_softmax(torch.as_tensor(logits), dim=-1).numpy()\n",
-    "cross_entropy-code": "def cross_entropy(logits, labels):\n    return torch.nn.functional.cross_entropy("
-                          "torch.as_tensor(logits), torch.as_tensor(labels, dtype=torch.long)).item()\n",
+    "cross_entropy-code": "def torch_loss(logits, labels, weight, label_smoothing):\n"
+                          "    return torch.nn.functional.cross_entropy(logits, torch.as_tensor(labels, dtype=torch.long),"
+                          " weight=None if weight is None else torch.as_tensor(weight), label_smoothing=label_smoothing)\n\n"
+                          "def cross_entropy(logits, labels, weight=None, label_smoothing=0.0):\n"
+                          "    return torch_loss(torch.as_tensor(logits), labels, weight, label_smoothing).item()\n",
+    "cross_entropy_grad-code": "def cross_entropy_grad(logits, labels, weight=None, label_smoothing=0.0):\n"
+                               "    z = torch.tensor(logits, requires_grad=True)  # autograd\n"
+                               "    torch_loss(z, labels, weight, label_smoothing).backward()\n"
+                               "    return z.grad.numpy()\n",
 }
 
 # -- attack cells, each added to an otherwise untouched (0-point) or reference (full-mark) notebook
@@ -126,10 +133,10 @@ def _attacks(a: str, source: Path, course: Path, outside: Path) -> dict[str, byt
         "long_line": _with(reference, "# " + "a long comment " * 300 + "\nx = 1"),
         "crlf": reference.decode().replace("\\n", "\\r\\n").encode(),
     }
-    if a == "optimizers":  # rmsprop changing theta in place: correct values, one behaviour point lost
-        subs["inplace"] = _replace_solution(source, "rmsprop-code", lambda code: code.replace(
-            "def rmsprop(", "def _rmsprop(") + "\n\ndef rmsprop(theta, g, state, **kw):\n"
-            "    new, state = _rmsprop(theta, g, state, **kw)\n    theta[...] = new\n    return theta, state\n")
+    if a == "optimizers":  # adamw changing theta in place: correct values, one behaviour point lost
+        subs["inplace"] = _replace_solution(source, "adamw-code", lambda code: code.replace(
+            "def adamw(", "def _adamw(") + "\n\ndef adamw(theta, g, state, **kw):\n"
+            "    new, state = _adamw(theta, g, state, **kw)\n    theta[...] = new\n    return theta, state\n")
     if a == "classification":  # a torch implementation is as good as a numpy one
         subs["torch_version"] = submission(source, reference=True, solutions=TORCH_CLASSIFICATION)
         subs["wide_model"] = _replace_solution(source, "fit_softmax_regression-code", lambda code: code + (
@@ -305,9 +312,9 @@ def test_torch_implementation_scores_full_marks(graded):
 # class 9: points only from values the trusted side verifies
 def test_in_place_modification_costs_exactly_the_behaviour_point(graded):
     if graded["a"] != "optimizers":
-        pytest.skip("checked on optimizers' rmsprop")
+        pytest.skip("checked on optimizers' adamw")
     failures = _failures(graded["results"]["inplace"])
-    assert [case for case, _ in failures] == ["rmsprop.unchanged_args"], failures
+    assert [case for case, _ in failures] == ["adamw.unchanged_args"], failures
     assert "in place" in failures[0][1]
     assert _score(graded, "inplace") == float(graded["rows"]["inplace"]["max_score"]) - 1
 

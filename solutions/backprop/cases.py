@@ -22,7 +22,7 @@ FORBIDDEN_IMPORTS = ["torch", "autograd", "jax", "tensorflow", "sklearn"]
 F64 = dict(rtol=1e-6, atol=1e-9)
 F32 = dict(rtol=1e-4, atol=1e-6)
 MNIST1D_THRESHOLD = 0.55
-CLASSES = {"Linear": ref.Linear, "ReLU": ref.ReLU, "Sigmoid": ref.Sigmoid, "MLP": ref.MLP}
+CLASSES = {"Linear": ref.Linear, "ReLU": ref.ReLU, "Sigmoid": ref.Sigmoid, "LayerNorm": ref.LayerNorm, "MLP": ref.MLP}
 
 
 def expected_with(driver, names, impls=None):
@@ -133,6 +133,66 @@ CASES = {
 }
 
 
+# ----------------------------------------------------------------------------- LayerNorm
+def layer_norm_variant(axis=1, ddof=0, eps_outside=False, backward="full", dgamma="x_hat"):
+    """A LayerNorm with one rule changed (axis 0 normalises over the batch, as BatchNorm does)."""
+    class Wrong(ref.LayerNorm):
+        def forward(self, x):
+            mean = x.mean(axis=axis, keepdims=True)
+            std = np.sqrt(x.var(axis=axis, keepdims=True, ddof=ddof) + (0 if eps_outside else self.eps))
+            self.inv_std = 1 / (std + self.eps) if eps_outside else 1 / std
+            self.x_hat = (x - mean) * self.inv_std
+            return self.x_hat * self.gamma + self.beta
+
+        def backward(self, grad_out):
+            self.dgamma = (grad_out * self.x_hat).sum(axis=0) if dgamma == "x_hat" else grad_out.sum(axis=0)
+            self.dbeta = grad_out.sum(axis=0)
+            g = grad_out * self.gamma
+            mean_g = g.mean(axis=axis, keepdims=True) if backward != "no_mean" else 0
+            var_g = self.x_hat * (g * self.x_hat).mean(axis=axis, keepdims=True) if backward != "no_var" else 0
+            return self.inv_std * (g if backward == "constant" else g - mean_g - var_g)
+    return Wrong
+
+
+LAYER_NORM_WRONG = {
+    "backward treats the mean and the variance as constants: x̂ depends on every x of the row through "
+    "them, ∂L/∂x = (g − mean(g) − x̂·mean(g·x̂))/σ with g = γ·grad_out": layer_norm_variant(backward="constant"),
+    "the gradient through the mean is missing: subtract mean(g) over the row": layer_norm_variant(backward="no_mean"),
+    "the gradient through the variance is missing: subtract x̂·mean(g·x̂) over the row":
+        layer_norm_variant(backward="no_var"),
+    "the variance divides by D−1; LayerNorm uses the biased variance, dividing by D": layer_norm_variant(ddof=1),
+    "eps is added to σ; it goes inside the square root, √(var + eps)": layer_norm_variant(eps_outside=True),
+    "normalised over the batch (axis 0, as BatchNorm does); LayerNorm normalises each row over its D features":
+        layer_norm_variant(axis=0),
+    "dgamma is the sum of grad_out; it is the sum of grad_out·x̂ (dbeta is the sum of grad_out)":
+        layer_norm_variant(dgamma="sum"),
+}
+layer_norm_mistakes = variants("layer", [], {m: {"LayerNorm": c} for m, c in LAYER_NORM_WRONG.items()})
+
+
+def layer_norm_inputs(n, d, dtype=np.float64, spread=(0.5, 3.0)):
+    """Rows with their own offset and scale (scale drawn from ``spread``; a tiny one makes eps matter)."""
+    def inputs(rng):
+        x = rng.normal(size=(n, d)) * rng.uniform(*spread, (n, 1)) + rng.normal(0, 3, (n, 1))
+        return {"cls": "LayerNorm", "args": [(1 + 0.3 * rng.normal(size=d)).astype(dtype),
+                                             (0.3 * rng.normal(size=d)).astype(dtype)],
+                "x": x.astype(dtype), "grad_out": rng.normal(size=(n, d)).astype(dtype), "attrs": ["dgamma", "dbeta"]}
+    return inputs
+
+
+CASES |= {
+    "LayerNorm.visible": case("layer", [], layer_norm_inputs(3, 4), Close(**F64, mistakes=layer_norm_mistakes),
+                              visible=True),
+    "LayerNorm.float32": case("layer", [], layer_norm_inputs(6, 8, np.float32), Close(**F32, mistakes=layer_norm_mistakes)),
+    "LayerNorm.square": case("layer", [], layer_norm_inputs(5, 5), Close(**F64, mistakes=layer_norm_mistakes)),
+    "LayerNorm.small_variance": case("layer", [], layer_norm_inputs(4, 6, spread=(1e-3, 3e-3)),
+                                     Close(**F64, mistakes=layer_norm_mistakes)),
+    "LayerNorm.unchanged_args": case("layer", [], layer_norm_inputs(3, 5), Close(**F64, immutable=True,
+                                     mistakes=layer_norm_mistakes),
+                                     requires=("LayerNorm.float32", "LayerNorm.square", "LayerNorm.small_variance")),
+}
+
+
 # ----------------------------------------------------------------------------- softmax_cross_entropy
 def sce_sum(logits, labels):
     loss, grad = ref.softmax_cross_entropy(logits, labels)
@@ -170,11 +230,14 @@ CASES |= {
 
 # ----------------------------------------------------------------------------- MLP
 def mlp_inputs(spec, n=5, dtype=np.float64):
-    """``spec`` like [4, "ReLU", 3, "Sigmoid", 2] with the input width first: layer sizes and activations."""
+    """``spec`` like [4, "ReLU", 3, "LayerNorm", "Sigmoid", 2] with the input width first: layer sizes,
+    activations and layer norms."""
     def inputs(rng):
         width, layers, d = spec[0], [], spec[0]
         for item in spec[1:]:
-            if isinstance(item, str):
+            if item == "LayerNorm":
+                layers.append([item, [(1 + 0.3 * rng.normal(size=d)).astype(dtype), (0.3 * rng.normal(size=d)).astype(dtype)]])
+            elif isinstance(item, str):
                 layers.append([item, []])
             else:
                 layers.append(["Linear", [rng.normal(size=(d, item)).astype(dtype), rng.normal(size=item).astype(dtype)]])
@@ -184,17 +247,29 @@ def mlp_inputs(spec, n=5, dtype=np.float64):
     return inputs
 
 
+class MLPOnlyLinear(ref.MLP):
+    def params(self):
+        return [p for layer in self.layers if isinstance(layer, ref.Linear) for p in layer.params()]
+
+    def grads(self):
+        return [g for layer in self.layers if isinstance(layer, ref.Linear) for g in layer.grads()]
+
+
 mlp_mistakes = variants("mlp", [], {
     "the weight gradient is transposed in Linear.backward": {"Linear": LinearTransposedGrad},
     "Linear.backward averages db over the batch; it is the sum": {"Linear": LinearMeanBias},
     "ReLU.backward multiplies by ReLU(x) instead of the 0/1 mask": {"ReLU": ReLUTimesOutput},
     "Sigmoid.backward uses x instead of σ(x)": {"Sigmoid": SigmoidOfInput},
+    "LayerNorm.backward treats the mean and the variance as constants":
+        {"LayerNorm": layer_norm_variant(backward="constant")},
+    "params()/grads() leave out the LayerNorm's γ and β (every layer's params() counts)":
+        {"MLP": MLPOnlyLinear},
 })
 CASES |= {
-    "MLP.visible": case("mlp", [], mlp_inputs([3, 4, "ReLU", 2]), Close(**F64, mistakes=mlp_mistakes), visible=True),
-    "MLP.deep": case("mlp", [], mlp_inputs([6, 8, "Sigmoid", 7, "ReLU", 5, "ReLU", 3], n=9),
+    "MLP.visible": case("mlp", [], mlp_inputs([3, 4, "LayerNorm", "ReLU", 2]), Close(**F64, mistakes=mlp_mistakes), visible=True),
+    "MLP.deep": case("mlp", [], mlp_inputs([6, 8, "LayerNorm", "Sigmoid", 7, "ReLU", 5, "LayerNorm", "ReLU", 3], n=9),
                      Close(**F64, mistakes=mlp_mistakes)),
-    "MLP.float32": case("mlp", [], mlp_inputs([5, 6, "ReLU", 4], n=4, dtype=np.float32),
+    "MLP.float32": case("mlp", [], mlp_inputs([5, 6, "LayerNorm", "ReLU", 4], n=4, dtype=np.float32),
                         Close(**F32, mistakes=mlp_mistakes)),
 }
 

@@ -18,6 +18,12 @@ class Linear:
         self.db = grad_out.sum(axis=0)
         return grad_out @ self.W.T
 
+    def params(self):
+        return [self.W, self.b]
+
+    def grads(self):
+        return [self.dW, self.db]
+
 
 class ReLU:
     def forward(self, x):
@@ -27,6 +33,12 @@ class ReLU:
     def backward(self, grad_out):
         return np.where(self.positive, grad_out, 0).astype(grad_out.dtype)
 
+    def params(self):
+        return []
+
+    def grads(self):
+        return []
+
 
 class Sigmoid:
     def forward(self, x):
@@ -35,6 +47,37 @@ class Sigmoid:
 
     def backward(self, grad_out):
         return grad_out * self.out * (1 - self.out)
+
+    def params(self):
+        return []
+
+    def grads(self):
+        return []
+
+
+class LayerNorm:
+    def __init__(self, gamma, beta, eps=1e-5):
+        self.gamma, self.beta, self.eps = gamma, beta, eps
+
+    def forward(self, x):
+        mean = x.mean(axis=1, keepdims=True)
+        var = x.var(axis=1, keepdims=True)
+        self.inv_std = 1 / np.sqrt(var + self.eps)
+        self.x_hat = (x - mean) * self.inv_std
+        return self.x_hat * self.gamma + self.beta
+
+    def backward(self, grad_out):
+        self.dgamma = (grad_out * self.x_hat).sum(axis=0)
+        self.dbeta = grad_out.sum(axis=0)
+        g = grad_out * self.gamma
+        return self.inv_std * (g - g.mean(axis=1, keepdims=True)
+                               - self.x_hat * (g * self.x_hat).mean(axis=1, keepdims=True))
+
+    def params(self):
+        return [self.gamma, self.beta]
+
+    def grads(self):
+        return [self.dgamma, self.dbeta]
 
 
 def softmax_cross_entropy(logits, labels):
@@ -62,10 +105,10 @@ class MLP:
         return grad_out
 
     def params(self):
-        return [p for layer in self.layers if isinstance(layer, Linear) for p in (layer.W, layer.b)]
+        return [p for layer in self.layers for p in layer.params()]
 
     def grads(self):
-        return [g for layer in self.layers if isinstance(layer, Linear) for g in (layer.dW, layer.db)]
+        return [g for layer in self.layers for g in layer.grads()]
 
 
 def numerical_gradient(f, x, h=1e-5):

@@ -78,26 +78,57 @@ def log_softmax_unstable(x):
     return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
-def cross_entropy_sum(x, y):
-    return float(-ref.log_softmax(x)[np.arange(len(y)), y].sum())
+def targets(x, y, weight, eps, spread="all", weighted_smoothing=True):
+    """Q with L = Σ_n Σ_c Q[n, c]·(−log p[n, c]) / D: the weight of each log-probability in the loss,
+    for the right rule (spread over all C classes, weighted) and the wrong ones."""
+    n, c = x.shape
+    w = np.ones(c) if weight is None else np.asarray(weight, dtype=np.float64)
+    onehot = np.eye(c)[y]
+    s = np.broadcast_to(w if weighted_smoothing else np.ones(c), (n, c))
+    s = s * (1 - onehot) / (c - 1) if spread == "others" else s / c
+    return (1 - eps) * w[y][:, None] * onehot + eps * s
 
 
-def cross_entropy_all_mean(x, y):
-    return float(-ref.log_softmax(x)[np.arange(len(y)), y].sum() / x.size)
+def ce_variant(denominator="weights", **rule):
+    """(loss, grad) of the weighted, smoothed cross-entropy with one rule changed."""
+    def both(x, y, weight=None, label_smoothing=0.0):
+        q = targets(x, y, weight, label_smoothing, **rule)
+        w = np.ones(x.shape[1]) if weight is None else np.asarray(weight, dtype=np.float64)
+        d = {"weights": w[y].sum(), "n": len(y), "one": 1.0}[denominator]
+        loss = float((-q * ref.log_softmax(x.astype(np.float64))).sum() / d)
+        grad = (q.sum(axis=1, keepdims=True) * ref.softmax(x.astype(np.float64)) - q) / d
+        return loss, grad.astype(x.dtype)
+    return both
 
 
-def grad_sum(x, y):
-    return ref.cross_entropy_grad(x, y) * len(y)
+def loss_of(variant):
+    return lambda *a, **k: variant(*a, **k)[0]
 
 
-def grad_sign(x, y):
-    return -ref.cross_entropy_grad(x, y)
+def grad_of(variant):
+    return lambda *a, **k: variant(*a, **k)[1]
 
 
-def grad_axis0(x, y):
-    g = softmax_axis0(x)
-    g[np.arange(len(y)), y] -= 1
-    return g / len(y)
+WEIGHTING_MISTAKES = {
+    "the weighted loss is divided by N; torch divides by the sum of the weights of the labels, Σ_n w[y_n]":
+        ce_variant(denominator="n"),
+    "label smoothing spreads ε over the other C−1 classes; it spreads ε/C over all C classes, the true "
+    "one included": ce_variant(spread="others"),
+    "the smoothing term ignores the class weights; it is (ε/C)·Σ_c w_c·(−log p_c)":
+        ce_variant(weighted_smoothing=False),
+    "the class weights are ignored": lambda x, y, weight=None, label_smoothing=0.0: ce_variant()(
+        x, y, None, label_smoothing),
+    "label_smoothing is ignored": lambda x, y, weight=None, label_smoothing=0.0: ce_variant()(x, y, weight, 0.0),
+    "sum over the batch instead of the (weighted) mean": ce_variant(denominator="one"),
+}
+
+
+def cross_entropy_all_mean(x, y, weight=None, label_smoothing=0.0):
+    return ref.cross_entropy(x, y, weight, label_smoothing) / x.shape[1]
+
+
+def grad_sign(x, y, weight=None, label_smoothing=0.0):
+    return -ref.cross_entropy_grad(x, y, weight, label_smoothing)
 
 
 softmax_mistakes = variants("softmax", {
@@ -113,16 +144,51 @@ log_softmax_mistakes = variants("log_softmax", {
     "over the wrong axis (the classes are the last axis)": lambda x: x - np.log(np.exp(x).sum(axis=0)),
 })
 ce_mistakes = variants("cross_entropy", {
-    "sum over the batch instead of the mean": cross_entropy_sum,
+    **{msg: loss_of(v) for msg, v in WEIGHTING_MISTAKES.items()},
     "mean over all N·C entries instead of over the N examples": cross_entropy_all_mean,
-    "no max-subtraction: exp overflows for large logits": lambda x, y: float(-log_softmax_unstable(x)[
-        np.arange(len(y)), y].mean()),
+    "no max-subtraction: exp overflows for large logits": lambda x, y, weight=None, label_smoothing=0.0: float(
+        -log_softmax_unstable(x)[np.arange(len(y)), y].mean()),
 })
 grad_mistakes = variants("cross_entropy_grad", {
-    "not divided by the batch size N (the loss is the mean over the batch)": grad_sum,
-    "the sign is flipped: the gradient is softmax(z) − onehot(y), over N": grad_sign,
-    "softmax over the wrong axis (normalise over the classes, the last axis)": grad_axis0,
+    **{msg: grad_of(v) for msg, v in WEIGHTING_MISTAKES.items()},
+    "the sign is flipped: for one class, ∂(−log p_c)/∂z = p − e_c": grad_sign,
 })
+
+
+def weighted(fn, draw_logits, weights=True, smoothing=True, fixed=None):
+    """Inputs ``{"fn", "args": [logits, labels], "kwargs": {weight, label_smoothing}}``; class weights in
+    [0.2, 3] in the logits' dtype, ε in [0.05, 0.3]; ``fixed`` gives (labels, weight, ε) instead."""
+    def inputs(rng):
+        x = draw_logits(rng)
+        if fixed is not None:
+            y, w, eps = np.array(fixed[0]), fixed[1], fixed[2]
+        else:
+            y = rng.integers(0, x.shape[-1], x.shape[0])
+            w = rng.uniform(0.2, 3.0, x.shape[-1]) if weights else None
+            eps = float(rng.uniform(0.05, 0.3)) if smoothing else 0.0
+        kwargs = {"label_smoothing": eps} | ({} if w is None else {"weight": np.asarray(w).astype(x.dtype)})
+        return {"fn": fn, "args": [x, y], "kwargs": kwargs}
+    return inputs
+
+
+def ce_cases(fn, mistakes):
+    close = lambda tol, **kw: Close(**tol, mistakes=mistakes, **kw)
+    cases = {
+        f"{fn}.visible": case(fn, weighted(fn, logits(None, fixed=VISIBLE), fixed=([2, 0], [1.0, 2.0, 0.5], 0.1)),
+                              close(F64), visible=True),
+        f"{fn}.weighted": case(fn, weighted(fn, logits((50, 10)), smoothing=False), close(F64)),
+        f"{fn}.smoothing": case(fn, weighted(fn, logits((40, 6)), weights=False), close(F64)),
+        f"{fn}.float32": case(fn, weighted(fn, logits((30, 7), np.float32)), close(F32)),
+        f"{fn}.extreme": case(fn, weighted(fn, logits(None, fixed=EXTREME), fixed=([1, 3, 0], [0.5, 1.0, 2.0, 3.0], 0.2)),
+                              close(F64)),
+        f"{fn}.unchanged_args": case(fn, weighted(fn, logits((12, 5))), close(F64, immutable=True),
+                                     requires=(f"{fn}.weighted", f"{fn}.smoothing", f"{fn}.float32")),
+    }
+    if fn == "cross_entropy":  # the chapter's plain mean cross-entropy, shown first
+        cases = {f"{fn}.plain": case(fn, lambda rng: {"fn": fn, "args": [np.array(VISIBLE), np.array([2, 0])]},
+                                     close(F64), visible=True), **cases}
+    return cases
+
 
 CASES = {
     # one_hot
@@ -152,25 +218,9 @@ CASES = {
                                    Close(**F32, mistakes=log_softmax_mistakes)),
     "log_softmax.extreme": case("log_softmax", only_logits("log_softmax", logits(None, fixed=EXTREME)),
                                 Close(**F64, mistakes=log_softmax_mistakes)),
-    # cross_entropy (the reference equals torch.nn.functional.cross_entropy; a test checks it)
-    "cross_entropy.visible": case("cross_entropy", lambda rng: {"fn": "cross_entropy", "args": [
-        np.array(VISIBLE), np.array([2, 0])]}, Close(**F64, mistakes=ce_mistakes), visible=True),
-    "cross_entropy.random": case("cross_entropy", with_labels("cross_entropy", logits((50, 10))),
-                                 Close(**F64, immutable=True, mistakes=ce_mistakes)),
-    "cross_entropy.float32": case("cross_entropy", with_labels("cross_entropy", logits((30, 7), np.float32)),
-                                  Close(**F32, mistakes=ce_mistakes)),
-    "cross_entropy.extreme": case("cross_entropy", lambda rng: {"fn": "cross_entropy", "args": [
-        np.array(EXTREME), np.array([1, 3, 0])]}, Close(**F64, mistakes=ce_mistakes)),
-    # cross_entropy_grad
-    "cross_entropy_grad.visible": case("cross_entropy_grad", lambda rng: {"fn": "cross_entropy_grad", "args": [
-        np.array(VISIBLE), np.array([2, 0])]}, Close(**F64, mistakes=grad_mistakes), visible=True),
-    "cross_entropy_grad.random": case("cross_entropy_grad", with_labels("cross_entropy_grad", logits((40, 6))),
-                                      Close(**F64, immutable=True, mistakes=grad_mistakes)),
-    "cross_entropy_grad.float32": case("cross_entropy_grad",
-                                       with_labels("cross_entropy_grad", logits((25, 9), np.float32)),
-                                       Close(**F32, mistakes=grad_mistakes)),
-    "cross_entropy_grad.extreme": case("cross_entropy_grad", lambda rng: {"fn": "cross_entropy_grad", "args": [
-        np.array(EXTREME), np.array([1, 3, 0])]}, Close(**F64, mistakes=grad_mistakes)),
+    # cross_entropy and its gradient (the reference equals torch.nn.functional.cross_entropy; a test checks it)
+    **ce_cases("cross_entropy", ce_mistakes),
+    **ce_cases("cross_entropy_grad", grad_mistakes),
 }
 
 

@@ -24,16 +24,24 @@ def log_softmax(logits):
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def cross_entropy(logits, labels):
-    n = len(labels)
-    return float(-log_softmax(logits)[np.arange(n), labels].mean())
+def cross_entropy(logits, labels, weight=None, label_smoothing=0.0):
+    n, c = logits.shape
+    w = np.ones(c, dtype=logits.dtype) if weight is None else weight
+    log_p = log_softmax(logits)
+    nll = -(w[labels] * log_p[np.arange(n), labels]).sum()
+    smooth = -(log_p * w).sum() / c
+    return float(((1 - label_smoothing) * nll + label_smoothing * smooth) / w[labels].sum())
 
 
-def cross_entropy_grad(logits, labels):
-    n = len(labels)
-    grad = softmax(logits)
-    grad[np.arange(n), labels] -= 1
-    return grad / n
+def cross_entropy_grad(logits, labels, weight=None, label_smoothing=0.0):
+    n, c = logits.shape
+    w = np.ones(c, dtype=logits.dtype) if weight is None else weight
+    p = softmax(logits)
+    target = np.zeros_like(p)
+    target[np.arange(n), labels] = 1
+    w_y = w[labels][:, None]
+    grad = (1 - label_smoothing) * w_y * (p - target) + label_smoothing / c * (w.sum() * p - w)
+    return grad / w[labels].sum()
 
 
 def fit_softmax_regression(X, y, num_classes, lr, epochs, batch_size, seed):

@@ -13,33 +13,26 @@ def minibatch_indices(n, batch_size, rng, shuffle=True, drop_last=False):
     return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
 
 
-def sgd_momentum(theta, g, state, lr=0.01, lam=0.9):
+def sgd_momentum(theta, g, state, lr=0.01, lam=0.9, nesterov=False):
     m = lam * state.get("m", np.zeros_like(theta)) - lr * g
-    return theta + m, {"m": m}
+    step = lam * m - lr * g if nesterov else m
+    return theta + step, {"m": m}
 
 
-def adagrad(theta, g, state, lr=0.01, eps=1e-8):
-    t = state.get("t", 0)
-    sum_sq = state.get("sum_sq", np.zeros_like(theta)) + g * g
-    sigma = np.sqrt(sum_sq / (t + 1))
-    return theta - lr * g / (sigma + eps), {"t": t + 1, "sum_sq": sum_sq}
-
-
-def rmsprop(theta, g, state, lr=0.01, alpha=0.9, eps=1e-8):
-    if "sigma" in state:
-        sigma = np.sqrt(alpha * state["sigma"] ** 2 + (1 - alpha) * g * g)
-    else:
-        sigma = np.abs(g)
-    return theta - lr * g / (sigma + eps), {"sigma": sigma}
-
-
-def adam(theta, g, state, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+def adamw(theta, g, state, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=1e-2):
     t = state.get("t", 0) + 1
     m = beta1 * state.get("m", np.zeros_like(theta)) + (1 - beta1) * g
     v = beta2 * state.get("v", np.zeros_like(theta)) + (1 - beta2) * g * g
     m_hat = m / (1 - beta1 ** t)
     v_hat = v / (1 - beta2 ** t)
-    return theta - lr * m_hat / (np.sqrt(v_hat) + eps), {"t": t, "m": m, "v": v}
+    decayed = theta * (1 - lr * weight_decay)
+    return decayed - lr * m_hat / (np.sqrt(v_hat) + eps), {"t": t, "m": m, "v": v}
+
+
+def clip_grad_norm(grads, max_norm):
+    total = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
+    scale = min(1.0, max_norm / (total + 1e-6))
+    return [g * scale for g in grads], total
 
 
 def warmup_cosine_lr(step, total_steps, warmup_steps, peak_lr, final_lr=0.0):
@@ -50,8 +43,3 @@ def warmup_cosine_lr(step, total_steps, warmup_steps, peak_lr, final_lr=0.0):
     progress = (step - warmup_steps) / (total_steps - warmup_steps)
     return final_lr + (peak_lr - final_lr) * (1 + math.cos(math.pi * progress)) / 2
 
-
-def transformer_lr(step, d_model, warmup_steps):
-    if step < 1:
-        raise ValueError("step counts from 1")
-    return d_model ** -0.5 * min(step ** -0.5, step * warmup_steps ** -1.5)
