@@ -24,8 +24,9 @@ _EPOCH = (2020, 1, 1, 0, 0, 0)           # fixed timestamps: same sources, same 
 
 
 def module_closure(root: Path, module: str) -> list[str]:
-    """Source files of `module` and of every module of its top-level package that it imports,
-    directly or not (relative to `root`), with the package's __init__.py."""
+    """Source files of `module` and of every module of its top-level package that it imports when
+    it is imported, directly or not (relative to `root`), with the package's __init__.py. Imports
+    inside functions run only when called (the grader's, from the instructor's path): not followed."""
     package = module.split(".")[0]
     todo, seen = [module, package], set()
     while todo:
@@ -35,7 +36,7 @@ def module_closure(root: Path, module: str) -> list[str]:
         seen.add(name)
         path = root / Path(*name.split("."))
         path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in _import_time_nodes(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
             elif isinstance(node, ast.Import):
@@ -44,6 +45,16 @@ def module_closure(root: Path, module: str) -> list[str]:
                 continue
             todo += [n for n in names if n.split(".")[0] == package and _source(root, n)]
     return sorted(_source(root, name).relative_to(root).as_posix() for name in seen)
+
+
+def _import_time_nodes(tree: ast.AST):
+    """The nodes that run when the module is imported: all but function bodies."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        todo += [child for child in ast.iter_child_nodes(node)
+                 if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))]
 
 
 def _source(root: Path, name: str) -> Path | None:
