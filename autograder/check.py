@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import os
 import sys
+import textwrap
 from functools import lru_cache
 from pathlib import Path
 
@@ -125,6 +126,14 @@ def absent_imports(ns: dict, modules: list[str]) -> list[str]:
     return found
 
 
+class CheckFailed(AssertionError):
+    """A check's verdict. Jupyter shows its message alone, wrapped to fit `nbgrader validate`'s
+    lines (which cut at 87 characters), not the checker's frames (IPython's _render_traceback_)."""
+
+    def _render_traceback_(self) -> list[str]:
+        return textwrap.wrap(f"Check failed: {self}", 80, subsequent_indent="    ", break_on_hyphens=False)
+
+
 def check(case_id: str) -> None:
     """Run test case ``case_id`` on the caller's functions; AssertionError with feedback if it fails.
 
@@ -136,9 +145,9 @@ def check(case_id: str) -> None:
     if absent:
         _reported.update(absent)
         names = ", ".join(absent)
-        raise AssertionError(f"import {names}: not available when this notebook is graded; remove the "
+        raise CheckFailed(f"import {names}: not available when this notebook is graded; remove the "
                              "import and the code that uses it")
     message = run_case(case_id, ns)
     if message is not None:
-        raise AssertionError(f"{case_id}: {message}")
+        raise CheckFailed(f"{case_id}: {message}")
     print(f"passed: {case_id}")
