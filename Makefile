@@ -11,7 +11,7 @@ JB_FLAGS := -W -n --keep-going
 # many times faster on a busy one, where PyTorch's spinning threads fight for the cores.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: book test assignments solutions grade serve clean venv nbgrader tools feedback export
+.PHONY: book test assignments solutions grade serve clean venv nbgrader tools feedback export public
 
 venv: $(STAMP)
 
@@ -93,6 +93,12 @@ export: tools
 	$(NBGRADER) export --to grades/nbgrader-export.csv
 	@for d in grades/*/; do a=$$(basename $$d); [ ! -d solutions/$$a ] || $(BIN)/autograder export $$a || exit 1; done
 	@echo "Grades: grades/nbgrader-export.csv and grades/<assignment>/{grades,canvas,moodle}.csv"
+
+# The course as students may see it (no solutions/, no hidden tests, no instructor tests): a folder
+# that builds the site and passes its own tests; publish this, not the repository.
+PUBLIC ?= _build/public
+public:
+	$(PYTHON) scripts/public_tree.py $(PUBLIC)
 
 serve:
 	@test -f _build/html/index.html || { echo "No site yet: run 'make book' first."; exit 1; }

@@ -443,7 +443,16 @@ def visible_data(assignment: str, root: Path | str = REPO_ROOT) -> dict:
         inputs, expected = case.draw(np.random.default_rng(case_seed(case_id)))
         out[case_id] = {"driver": case.driver, "inputs": inputs, "expected": expected,
                         "judge": case.judge.as_data(inputs)}
-    return {"assignment": assignment, "cases": out}
+    return {"assignment": assignment, "cases": out, "modules": graded_modules(assignment, root)}
+
+
+def graded_modules(assignment: str, root: Path | str = REPO_ROOT) -> list[str]:
+    """Top-level modules besides the standard library that a submission of `assignment` can
+    import when graded (its sandbox holds no other); the visible checks hold students to it."""
+    from autograder.grade import load_assignment
+    from autograder.sandbox import importable
+    loaded = load_assignment(assignment, Path(root))
+    return importable(loaded.packages, loaded.forbidden)
 
 
 def write_visible_cases(assignment: str, root: Path | str = REPO_ROOT, dest: Path | str | None = None) -> Path:

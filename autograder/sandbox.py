@@ -97,16 +97,9 @@ def packages_of(modules: list[str]) -> list[str]:
     return sorted({d for m in modules for d in mapping.get(m.split(".")[0], [])})
 
 
-def allow_list(packages: list[str], forbidden: list[str]) -> list[list[str]]:
-    """[source, target] read-only binds of a submission's root: the interpreter and its stdlib, the
-    system's shared libraries, `packages` with their dependencies (minus any that provides a module
-    of `forbidden`), optlab and the grader's public modules, optlab's cached data."""
-    forbidden = {m.split(".")[0] for m in forbidden}
-    site = Path(sysconfig.get_paths()["purelib"])
-    paths = {STDLIB, os.path.realpath(sys.executable), *SYSTEM_PATHS}
-    libdir = sysconfig.get_config_var("LIBDIR")
-    if libdir and os.path.isdir(libdir):
-        paths |= {str(p) for p in Path(libdir).glob("libpython*.so*")}
+def _distributions(packages: list[str], forbidden: set[str]):
+    """(distribution, its top-level entries in site-packages, the modules they provide) for the
+    runner's and `packages` with their dependencies, minus any that provides a `forbidden` module."""
     seen, todo = set(), [*RUNNER_PACKAGES, *packages]
     while todo:
         name = todo.pop()
@@ -122,8 +115,31 @@ def allow_list(packages: list[str], forbidden: list[str]) -> list[list[str]]:
         provides = {t.split(".")[0] for t in tops if not t.endswith((".dist-info", ".libs"))}
         if provides & forbidden:
             continue
-        paths |= {str(site / t) for t in tops if (site / t).exists()}
+        yield dist, tops, provides
         todo += _requirements(dist)
+
+
+def importable(packages: list[str], forbidden: list[str]) -> list[str]:
+    """Top-level modules a submission can import besides the standard library (those of
+    :func:`allow_list`'s packages and the course's public ones); any other is absent."""
+    forbidden = {m.split(".")[0] for m in forbidden}
+    names = {m for _, _, provides in _distributions(packages, forbidden) for m in provides}
+    names |= {pkg for pkg in ("optlab", "autograder") if pkg not in forbidden}
+    return sorted(n for n in names if n.isidentifier() and n not in sys.stdlib_module_names)
+
+
+def allow_list(packages: list[str], forbidden: list[str]) -> list[list[str]]:
+    """[source, target] read-only binds of a submission's root: the interpreter and its stdlib, the
+    system's shared libraries, `packages` with their dependencies (minus any that provides a module
+    of `forbidden`), optlab and the grader's public modules, optlab's cached data."""
+    forbidden = {m.split(".")[0] for m in forbidden}
+    site = Path(sysconfig.get_paths()["purelib"])
+    paths = {STDLIB, os.path.realpath(sys.executable), *SYSTEM_PATHS}
+    libdir = sysconfig.get_config_var("LIBDIR")
+    if libdir and os.path.isdir(libdir):
+        paths |= {str(p) for p in Path(libdir).glob("libpython*.so*")}
+    for _, tops, _ in _distributions(packages, forbidden):
+        paths |= {str(site / t) for t in tops if (site / t).exists()}
     binds = [[p, p] for p in sorted(paths) if os.path.exists(p) and "__editable__" not in p]
     # the course's public packages (editable install: their source folders) and optlab's data
     binds += [[str(PACKAGE_ROOT / pkg), str(PACKAGE_ROOT / pkg)] for pkg in ("optlab", "autograder")

@@ -333,3 +333,30 @@ def test_solution_cells_are_exactly_the_reference_module(assignment):
 
 def test_a_result_that_is_not_plain_data_fails_with_a_message():
     assert "cannot be checked" in run_case("one_hot.visible", {"one_hot": lambda labels, c: object()})
+
+
+@pytest.mark.parametrize("released", [False, True], ids=["instructor", "student"])
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_an_import_grading_lacks_fails_the_next_check_once(assignment, released, tmp_path, monkeypatch):
+    """One rule before and after submission: a module absent from the grader's sandbox (a package
+    the assignment does not allow, a file of the student's own) fails the first check after its
+    import, by name, once; the same check then judges the code as grading will. Modules the
+    sandbox holds are not reported."""
+    import autograder.check as check_module
+    cases, forbidden, module = loaded(assignment)
+    visible = sorted(cid for cid, c in cases.items() if c.visible)
+    if released:   # a student's machine: no solutions/, the released data beside the notebook
+        monkeypatch.setenv("AUTOGRADER_COURSE", str(tmp_path))
+        monkeypatch.chdir(ROOT / "assignments" / assignment)
+    monkeypatch.setattr(check_module, "_reported", set())
+    absent = ["my_helpers", *forbidden]           # torch, sklearn... where the assignment forbids them
+    history = ["", "import numpy as np\nimport math\nfrom matplotlib import pyplot as plt",
+               "%matplotlib inline\n" + "\n".join(f"import {m}" for m in absent)]
+    ns = {**reference_ns(module), "In": history[:2], "check": check_module.check}
+    exec(f"check({visible[0]!r})", ns)                               # allowed imports only: passes
+    ns["In"] = history
+    with pytest.raises(AssertionError) as err:
+        exec(f"check({visible[0]!r})", ns)
+    assert str(err.value) == (f"import {', '.join(absent)}: not available when this notebook is graded; "
+                              "remove the import and the code that uses it")
+    exec(f"check({visible[1]!r})", ns)                               # reported once, then judged

@@ -128,9 +128,32 @@ def test_untouched_notebook_scores_zero_on_every_test_without_grading_errors(aut
     graded = _graded_cells(autograded, "untouched", assignment)
     for cell in cells:
         errors = [o for o in graded[cell.grade_id].outputs if o.output_type == "error"]
-        assert len(errors) == 1 and errors[0].ename == "AssertionError", (cell.grade_id, errors)
+        assert len(errors) == 1 and errors[0].ename == "CheckFailed", (cell.grade_id, errors)
         assert errors[0].evalue.startswith(f"{cell.case_ids[0]}: ")
         assert "NotImplementedError" in errors[0].evalue or "NameError" in errors[0].evalue
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_validate_shows_each_failure_once_whole_and_without_the_checkers_frames(course, assignment, tmp_path):
+    """`nbgrader validate` of the untouched release, with an import that grading lacks added at the
+    top: the import is reported once, by name; every check names its case and the likely mistake,
+    in lines validate does not cut, with no frame of the checker."""
+    nb = nbformat.read(course / "assignments" / assignment / f"{assignment}.ipynb", as_version=4)
+    nb.cells.insert(1, nbformat.v4.new_code_cell("import my_helpers_file"))
+    nbformat.write(nb, tmp_path / f"{assignment}.ipynb")
+    shutil.copy(course / "assignments" / assignment / VISIBLE_CASES_FILE, tmp_path)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([str(BIN / "nbgrader"), "validate", f"{assignment}.ipynb"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True).stdout
+    errors = [block.split("The error was:", 1)[1].strip() for block in out.split("=" * 90)
+              if "The error was:" in block]
+    assert errors and not any(line.endswith("...") for e in errors for line in e.splitlines())
+    assert "check.py" not in out and "Traceback" not in out
+    errors = [e for e in errors if e != "You did not provide a response."]   # a written answer
+    assert all(e.startswith("Check failed: ") for e in errors), errors       # only the checks fail
+    assert [e for e in errors if "import my_helpers_file" in e] == [errors[0]]
+    for e in errors[1:]:
+        assert "NotImplementedError" in e or "not defined" in e, e
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)

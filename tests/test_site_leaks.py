@@ -59,26 +59,34 @@ def test_no_nbgrader_markers_anywhere_in_the_site(built_book):
     assert hits == [], f"nbgrader markers in the built site: {hits}"
 
 
-def test_no_solution_or_hidden_test_code_in_the_site(built_book):
+def code_leaks(texts) -> list[str]:
+    """Solution or hidden-test code in (name, text) pairs: a solution leaks when all of its
+    distinctive lines are there, a hidden test when any line of it is."""
     blocks = secret_blocks()
-    if not blocks:
-        pytest.skip("solutions/ has no solution or hidden-test blocks yet")
     leaks = []
-    for name, text in site_texts(built_book):
+    for name, text in texts:
         flat = _normalize(text)
         for kind, source, lines in blocks:
             found = [line for line in lines if line in flat]
-            # A solution leaks when all of it is there; a hidden test when any line of it is.
             if found and (kind == "HIDDEN TESTS" or len(found) == len(lines)):
                 leaks.append(f"{name}: {kind} from {source}: {found[0]!r}")
+    return leaks
+
+
+def copies_of_sources(tree) -> list[str]:
+    sources = {p.read_bytes() for p in (ROOT / "solutions").rglob("*") if p.is_file()}
+    return [str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file() and p.read_bytes() in sources]
+
+
+def test_no_solution_or_hidden_test_code_in_the_site(built_book):
+    if not secret_blocks():
+        pytest.skip("solutions/ has no solution or hidden-test blocks yet")
+    leaks = code_leaks(site_texts(built_book))
     assert leaks == [], "solution code in the built site:\n" + "\n".join(leaks)
 
 
 def test_solution_notebooks_are_not_copied_into_the_site(built_book):
-    sources = {p.read_bytes() for p in (ROOT / "solutions").rglob("*") if p.is_file()}
-    copies = [str(p.relative_to(built_book)) for p in built_book.rglob("*")
-              if p.is_file() and p.read_bytes() in sources]
-    assert copies == []
+    assert copies_of_sources(built_book) == []
 
 
 def test_student_notebooks_are_downloadable_from_the_assignments_page(built_book):

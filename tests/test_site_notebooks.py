@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import nbformat
@@ -287,20 +288,40 @@ def test_downloaded_notebook_in_jupyterlab(built_book, browser, screenshot_dir, 
         lab.wait(timeout=30)
 
 
-def test_student_wheel_holds_optlab_only_and_installs(built_book, tmp_path):
-    """The wheel has optlab and its metadata, nothing of autograder/ or solutions/; pip
-    installs it (without dependencies, offline) and optlab imports from there."""
-    import zipfile
-
-    [wheel] = (built_book / "packages").glob("*.whl")
-    names = zipfile.ZipFile(wheel).namelist()
-    assert {n.split("/")[0] for n in names} == {"optlab", wheel.name.split("-")[0] + "-"
-                                                 + wheel.name.split("-")[1] + ".dist-info"}
-    assert {f"optlab/{p.name}" for p in (ROOT / "optlab").glob("*.py")} <= set(names)
-    target = tmp_path / "site-packages"
+def install_student_wheel(site: Path, target: Path) -> Path:
+    """pip-install the site's student wheel (offline, without dependencies) into `target`."""
+    [wheel] = (site / "packages").glob("*.whl")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
                     "--target", str(target), str(wheel)], check=True)
-    out = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                          "import optlab; print(optlab.__file__); print(optlab.device())", str(target)],
-                         capture_output=True, text=True, check=True, cwd=tmp_path)
-    assert out.stdout.startswith(str(target / "optlab")), out.stdout
+    return wheel
+
+
+def test_student_wheel_holds_optlab_and_the_visible_checks(built_book, tmp_path):
+    """optlab, the modules of autograder that `autograder.check` imports and the released visible
+    cases; nothing else (no grader, no solutions). Installed alone, a notebook in an empty folder
+    gets the checks' feedback from it."""
+    import zipfile
+
+    target = tmp_path / "site-packages"
+    wheel = install_student_wheel(built_book, target)
+    names = set(zipfile.ZipFile(wheel).namelist())
+    code = {n for n in names if not n.split("/")[0].endswith(".dist-info")}
+    visible = {f"autograder/visible/{p.parent.name}.json" for p in (ROOT / "assignments").glob("*/visible_cases.json")}
+    assert visible and visible <= code
+    assert {f"optlab/{p.name}" for p in (ROOT / "optlab").glob("*.py")} <= code
+    graders = {f"autograder/{m}.py" for m in ("grade", "records", "sandbox", "zygote", "inputs")}
+    assert not graders & code and not any("solutions" in n or "cases.py" in n for n in names)
+    assert {n.split("/")[0] for n in code} == {"optlab", "autograder"}
+    empty = tmp_path / "notebook"
+    empty.mkdir()
+    probe = ("import sys; sys.path.insert(0, sys.argv[1])\n"
+             "import optlab, autograder.check as c\n"
+             "print(optlab.__file__, c.__file__, sep='\\n')\n"
+             "[first, *_] = c.visible_files()\n"
+             "case = sorted(c.decode(first.read_bytes(), max_bytes=2**30)['cases'])[0]\n"
+             "print(case, c.run_case(case, {}))\n")
+    out = subprocess.run([sys.executable, "-c", probe, str(target)], capture_output=True, text=True,
+                         check=True, cwd=empty).stdout.splitlines()
+    assert out[0].startswith(str(target / "optlab")) and out[1].startswith(str(target / "autograder"))
+    case, message = out[2].split(" ", 1)    # a blank notebook: the check's feedback on it
+    assert case.split(".")[0] in message and "not available" not in message, out[2]
