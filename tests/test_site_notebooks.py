@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from conftest import ROOT, book_config, page_source
@@ -103,6 +104,29 @@ def test_setup_cell_installs_the_student_wheel_from_the_site(built_book, noteboo
     if "myst_nb" in page_source(notebook_page).read_text(encoding="utf-8"):
         [call] = _run_setup_cell(source, ["myst_nb"])
         assert any(arg.startswith("myst-nb") for arg in call)
+
+
+@pytest.mark.parametrize("assignment", sorted(p.parent.name for p in (ROOT / "assignments").glob("*/*.ipynb")))
+def test_assignment_setup_cell_installs_the_student_wheel_from_the_site(built_book, assignment):
+    """A released assignment opened alone (Colab, a learning-platform download) installs the site's
+    student wheel, which holds the checks, when `autograder.check` does not import; with the same
+    install code as the chapters' notebooks (course_site.setup_cell_source)."""
+    sys.path.insert(0, str(ROOT / "_ext"))
+    from course_site import STUDENT_WHEEL_DIR, setup_cell_source
+    from student_wheel import wheel_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    url = _site_base().rstrip("/") + f"/{STUDENT_WHEEL_DIR}/" + wheel_name(project["name"], project["version"])
+    install = setup_cell_source({"autograder.check": url})
+    nb = nbformat.read(ROOT / "assignments" / assignment / f"{assignment}.ipynb", as_version=4)
+    [setup] = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "setup"]
+    assert setup.source.startswith(install), (
+        f"the setup cell of solutions/{assignment}/{assignment}.ipynb must begin with the install code "
+        f"for {url} (the site's address changed?); update it and run `make assignments`")
+    assert "from autograder.check import check" in setup.source[len(install):]
+    assert _run_setup_cell(install, []) == []
+    assert _run_setup_cell(install, ["autograder.check"]) == [[sys.executable, "-m", "pip", "install", "--quiet", url]]
+    assert (built_book / url.removeprefix(_site_base().rstrip("/") + "/")).is_file()
 
 
 def test_downloaded_notebook_runs_in_a_clean_directory(built_book, notebook_page, tmp_path):
