@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT
 
-MEDIAN_AT_MOST = 8
+MEDIAN_AT_MOST = 6
 LONGEST_AT_MOST = 20
 
 CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
