@@ -16,9 +16,13 @@ def cpu_threads(dev=None, threads: int = 1) -> None:
 def glue_all(prefix: str = "", names: dict | None = None, /, **values) -> None:
     """``myst_nb.glue(prefix + name, value, display=False)`` for every ``name=value``.
 
-    Names that are not Python identifiers (``"ratio-epoch"``) go in the ``names`` dict.
+    Names that are not Python identifiers (``"ratio-epoch"``) go in the ``names`` dict. A NumPy or
+    torch scalar is glued as the Python number it holds, so that ``{glue:text}`key:.3f``` can
+    format it (its repr, ``np.float64(0.3)`` or ``tensor(0.3)``, is not a number).
     """
     from myst_nb import glue
 
     for name, value in {**(names or {}), **values}.items():
+        if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+            value = value.item()
         glue(f"{prefix}{name}", value, display=False)

@@ -234,6 +234,17 @@ def test_glue_all_glues_each_value_under_its_prefixed_name(monkeypatch):
     assert calls == [("ch-x-y", 3, False), ("ch-z", 4, False)]
 
 
+def test_glue_all_glues_numpy_and_torch_scalars_as_python_numbers(monkeypatch):
+    import myst_nb
+
+    calls = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: calls.update({name: value}))
+    optlab.glue_all("", a=np.float64(0.25), b=torch.tensor(3), c=np.arange(2), d="text")
+    assert type(calls["a"]) is float and calls["a"] == 0.25
+    assert type(calls["b"]) is int and calls["b"] == 3
+    assert isinstance(calls["c"], np.ndarray) and calls["d"] == "text"      # arrays and strings as given
+
+
 def test_stacked_forward_equals_each_mlp_run_alone():
     torch.manual_seed(2)
     nets = [optlab.mlp((5, 4, 3)) for _ in range(3)]
