@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autograder.case import load_cases, test_cells
+from autograder.case import Close, load_cases, test_cells
 from autograder.check import run_case
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,8 +163,45 @@ def test_judges_name_the_mistake_of_a_wrong_implementation(assignment, case_id, 
     assert message is not None and words in message, message
 
 
-def test_in_place_modification_is_caught_only_by_the_unchanged_args_case():
+def _float32_inputs(obj) -> bool:
+    if isinstance(obj, np.ndarray):
+        return obj.dtype == np.float32
+    if isinstance(obj, dict):
+        obj = list(obj.values())
+    return isinstance(obj, (list, tuple)) and any(_float32_inputs(x) for x in obj)
+
+
+def _rules(case) -> set:
+    """The rules a Close case holds a function to besides its values: "unchanged" (arguments left
+    unchanged) and "float32" (float32 inputs give float32 results within float32 tolerance)."""
+    if not isinstance(case.judge, Close):
+        return set()
+    rules = {"unchanged"} if case.judge.immutable else set()
+    return rules | {"float32"} if _float32_inputs(case.inputs(np.random.default_rng(0))) else rules
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_each_hidden_rule_has_a_visible_check_in_its_own_graded_cell(assignment):
+    """One rule, one verdict: every graded cell that holds a hidden rule case (arguments unchanged,
+    float32 kept) also holds a visible case of that rule with the same judge, and a visible rule case
+    sits only in such a cell, so failing it costs exactly the points the hidden case costs."""
+    cases, _, _ = loaded(assignment)
+    for cell in test_cells(ROOT / "solutions" / assignment / f"{assignment}.ipynb"):
+        for rule in ("unchanged", "float32"):
+            held = [cid for cid in cell.case_ids if rule in _rules(cases[cid])]
+            hidden = [cid for cid in held if not cases[cid].visible]
+            visible = [cid for cid in held if cases[cid].visible and cid.split(".")[1].startswith("visible_")]
+            assert bool(hidden) == bool(visible), (cell.grade_id, rule, held)
+            for cid in visible:
+                assert cases[cid].judge in [cases[h].judge for h in hidden], cid  # same tolerance and rule
+                assert rule != "unchanged" or cases[cid].requires, f"{cid}: a claim needs value cases"
+
+
+def _rule_breakers():
+    """(assignment, function, rule, namespace overrides): a function right in value that breaks one rule."""
     opt = loaded("optimizers")[2]
+    cls = loaded("classification")[2]
+    bp = loaded("backprop")[2]
 
     def inplace_adamw(theta, g, state, **kw):
         new, state = opt.ref.adamw(theta, g, state, **kw)
@@ -177,9 +214,87 @@ def test_in_place_modification_is_caught_only_by_the_unchanged_args_case():
             g[...] = c
         return grads, norm
 
-    for fn, impl in [("adamw", inplace_adamw), ("clip_grad_norm", inplace_clip)]:
-        assert run_case(f"{fn}.float32", {fn: impl}) is None
-        assert "in place" in run_case(f"{fn}.unchanged_args", {fn: impl})
+    def float64_momentum(theta, g, state, lr=0.01, lam=0.9, nesterov=False):
+        m = lam * state.get("m", np.zeros(theta.shape)) - lr * g  # np.zeros is float64
+        return theta + (lam * m - lr * g if nesterov else m), {"m": m}
+
+    def float64_adamw(theta, g, state, **kw):
+        return opt.ref.adamw(theta.astype(np.float64), g.astype(np.float64), state, **kw)
+
+    def inplace_softmax(logits):
+        logits -= logits.max(axis=-1, keepdims=True)
+        np.exp(logits, out=logits)
+        logits /= logits.sum(axis=-1, keepdims=True)
+        return logits
+
+    def float64_grad(logits, labels, weight=None, label_smoothing=0.0):
+        return cls.ref.cross_entropy_grad(logits.astype(np.float64), labels,
+                                          None if weight is None else weight.astype(np.float64), label_smoothing)
+
+    def inplace_sce(logits, labels):
+        n = len(labels)
+        logits -= logits.max(axis=1, keepdims=True)
+        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        loss = -log_p[np.arange(n), labels].mean()
+        np.exp(log_p, out=logits)  # the gradient reuses the logits' memory
+        logits[np.arange(n), labels] -= 1
+        return float(loss), logits / n
+
+    class Float64Sigmoid(bp.ref.Sigmoid):
+        def forward(self, x):
+            return super().forward(np.asarray(x, dtype=float))
+
+    return [
+        ("optimizers", "adamw", "unchanged", {"adamw": inplace_adamw}),
+        ("optimizers", "clip_grad_norm", "unchanged", {"clip_grad_norm": inplace_clip}),
+        ("optimizers", "sgd_momentum", "float32", {"sgd_momentum": float64_momentum}),
+        ("optimizers", "adamw", "float32", {"adamw": float64_adamw}),
+        ("classification", "softmax", "unchanged", {"softmax": inplace_softmax}),
+        ("classification", "cross_entropy_grad", "float32", {"cross_entropy_grad": float64_grad}),
+        ("backprop", "softmax_cross_entropy", "unchanged", {"softmax_cross_entropy": inplace_sce}),
+        ("backprop", "Sigmoid", "float32", {"Sigmoid": Float64Sigmoid}),
+    ]
+
+
+RULE_WORDS = {"unchanged": "modified its array arguments in place",
+              "float32": "returned dtype float64, expected float32"}
+
+
+@pytest.mark.parametrize("assignment, fn, rule, overrides", _rule_breakers(),
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_a_broken_rule_fails_its_visible_check_and_costs_the_points_of_its_hidden_one(
+        assignment, fn, rule, overrides, tmp_path, monkeypatch):
+    """Modifying an argument in place, or returning float64 for float32 input, fails the function's
+    visible check of that rule from the released data alone (a student's machine), under the rule's
+    own name and nowhere else; graded, the hidden case of the rule fails too, and the submission
+    loses the same points as it did before the visible rule cases existed."""
+    from autograder.grade import credited
+
+    cases, _, module = loaded(assignment)
+    ns = {**reference_ns(module), **overrides}
+    mine = {cid: case for cid, case in cases.items() if cid.split(".")[0] == fn}
+    breaking = {cid for cid, case in mine.items() if rule in _rules(case)}
+    assert any(cases[c].visible for c in breaking) and any(not cases[c].visible for c in breaking)
+
+    monkeypatch.chdir(ROOT / "assignments" / assignment)
+    seen = {cid: run_case(cid, ns, root=tmp_path) for cid, case in mine.items() if case.visible}
+    assert {cid for cid, msg in seen.items() if msg} == {c for c in breaking if cases[c].visible}, seen
+    assert all(RULE_WORDS[rule] in msg for msg in seen.values() if msg), seen
+
+    monkeypatch.chdir(ROOT)
+    graded = {cid: run_case(cid, ns) for cid in mine}
+    assert {cid for cid, msg in graded.items() if msg} == breaking, graded
+    assert all(RULE_WORDS[rule] in graded[cid] for cid in breaking)
+    cells = [c for c in test_cells(ROOT / "solutions" / assignment / f"{assignment}.ipynb")
+             if set(c.case_ids) & set(mine)]
+    new = {cid for cid in mine if cases[cid].visible and cid.split(".")[1].startswith("visible_")}
+
+    def lost(without=()):
+        kept = {cid: case for cid, case in mine.items() if cid not in without}
+        outcomes = credited({cid: {"passed": graded[cid] is None} for cid in kept}, kept)
+        return {c.grade_id for c in cells if not all(outcomes[cid]["passed"] for cid in c.case_ids if cid in kept)}
+
+    assert lost() == lost(without=new) != set()
 
 
 def test_fair_variants_pass_torch_and_loops():

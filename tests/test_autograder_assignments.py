@@ -314,8 +314,8 @@ def test_in_place_modification_costs_exactly_the_behaviour_point(graded):
     if graded["a"] != "optimizers":
         pytest.skip("checked on optimizers' adamw")
     failures = _failures(graded["results"]["inplace"])
-    assert [case for case, _ in failures] == ["adamw.unchanged_args"], failures
-    assert "in place" in failures[0][1]
+    assert [case for case, _ in failures] == ["adamw.visible_unchanged", "adamw.unchanged_args"], failures
+    assert all("in place" in message for _, message in failures)  # both in the one adamw-unchanged cell
     assert _score(graded, "inplace") == float(graded["rows"]["inplace"]["max_score"]) - 1
 
 

@@ -119,14 +119,23 @@ CASES = {
     "Linear.unchanged_args": case("layer", [], layer_inputs("Linear", 3, 4, 2),
                                   Close(**F64, immutable=True, mistakes=linear_mistakes),
                                   requires=("Linear.float32", "Linear.square")),
+    "Linear.visible_float32": case("layer", [], layer_inputs("Linear", 3, 4, 2, np.float32),
+                                   Close(**F32, mistakes=linear_mistakes), visible=True),
+    "Linear.visible_unchanged": case("layer", [], layer_inputs("Linear", 3, 4, 2),
+                                     Close(**F64, immutable=True, mistakes=linear_mistakes), visible=True,
+                                     requires=("Linear.float32", "Linear.square")),
     "ReLU.visible": case("layer", [], layer_inputs("ReLU", 3, 4, None), Close(**F64, mistakes=relu_mistakes),
                          visible=True),
     "ReLU.float32": case("layer", [], layer_inputs("ReLU", 5, 6, None, np.float32),
                          Close(**F32, mistakes=relu_mistakes)),
+    "ReLU.visible_float32": case("layer", [], layer_inputs("ReLU", 3, 4, None, np.float32),
+                                 Close(**F32, mistakes=relu_mistakes), visible=True),
     "Sigmoid.visible": case("layer", [], layer_inputs("Sigmoid", 3, 4, None),
                             Close(**F64, mistakes=sigmoid_mistakes), visible=True),
     "Sigmoid.float32": case("layer", [], layer_inputs("Sigmoid", 5, 6, None, np.float32),
                             Close(**F32, mistakes=sigmoid_mistakes)),
+    "Sigmoid.visible_float32": case("layer", [], layer_inputs("Sigmoid", 3, 4, None, np.float32),
+                                    Close(**F32, mistakes=sigmoid_mistakes), visible=True),
     "Sigmoid.extreme": case("layer", [], lambda rng: {
         "cls": "Sigmoid", "args": [], "x": np.array([[-500.0, -30.0, 0.0, 30.0, 500.0]]),
         "grad_out": np.ones((1, 5)), "attrs": []}, Close(**F64, mistakes=sigmoid_mistakes)),
@@ -190,6 +199,11 @@ CASES |= {
     "LayerNorm.unchanged_args": case("layer", [], layer_norm_inputs(3, 5), Close(**F64, immutable=True,
                                      mistakes=layer_norm_mistakes),
                                      requires=("LayerNorm.float32", "LayerNorm.square", "LayerNorm.small_variance")),
+    "LayerNorm.visible_float32": case("layer", [], layer_norm_inputs(3, 4, np.float32),
+                                      Close(**F32, mistakes=layer_norm_mistakes), visible=True),
+    "LayerNorm.visible_unchanged": case("layer", [], layer_norm_inputs(3, 4), Close(**F64, immutable=True,
+                                        mistakes=layer_norm_mistakes), visible=True,
+                                        requires=("LayerNorm.float32", "LayerNorm.square", "LayerNorm.small_variance")),
 }
 
 
@@ -225,6 +239,11 @@ CASES |= {
     "softmax_cross_entropy.extreme": case("call", ["softmax_cross_entropy"],
                                           sce_inputs(0, 0, fixed=[[1e4, -1e4, 0.0], [-1e4, -1e4 + 1, 3.0]]),
                                           Close(**F64, mistakes=sce_mistakes)),
+    "softmax_cross_entropy.visible_float32": case("call", ["softmax_cross_entropy"], sce_inputs(3, 4, np.float32),
+                                                  Close(**F32, mistakes=sce_mistakes), visible=True),
+    "softmax_cross_entropy.visible_unchanged": case("call", ["softmax_cross_entropy"], sce_inputs(3, 4),
+                                                    Close(**F64, immutable=True, mistakes=sce_mistakes), visible=True,
+                                                    requires=("softmax_cross_entropy.random",)),
 }
 
 
@@ -271,6 +290,8 @@ CASES |= {
                      Close(**F64, mistakes=mlp_mistakes)),
     "MLP.float32": case("mlp", [], mlp_inputs([5, 6, "LayerNorm", "ReLU", 4], n=4, dtype=np.float32),
                         Close(**F32, mistakes=mlp_mistakes)),
+    "MLP.visible_float32": case("mlp", [], mlp_inputs([3, 4, "LayerNorm", "ReLU", 2], dtype=np.float32),
+                                Close(**F32, mistakes=mlp_mistakes), visible=True),
 }
 
 
@@ -314,6 +335,10 @@ CASES |= {
                                            numgrad_inputs("weighted_sin", (2, 2), 1e-4),
                                            Close(**NUMGRAD, immutable=True, mistakes=numgrad_mistakes),
                                            requires=("numerical_gradient.matrix",)),
+    "numerical_gradient.visible_unchanged": case("numerical_gradient", ["numerical_gradient"],
+                                                 numgrad_inputs("weighted_sin", (3,), 1e-4),
+                                                 Close(**NUMGRAD, immutable=True, mistakes=numgrad_mistakes),
+                                                 visible=True, requires=("numerical_gradient.matrix",)),
 }
 
 

@@ -183,6 +183,9 @@ def ce_cases(fn, mistakes):
                               close(F64)),
         f"{fn}.unchanged_args": case(fn, weighted(fn, logits((12, 5))), close(F64, immutable=True),
                                      requires=(f"{fn}.weighted", f"{fn}.smoothing", f"{fn}.float32")),
+        f"{fn}.visible_float32": case(fn, weighted(fn, logits((4, 3), np.float32)), close(F32), visible=True),
+        f"{fn}.visible_unchanged": case(fn, weighted(fn, logits((4, 3))), close(F64, immutable=True), visible=True,
+                                        requires=(f"{fn}.weighted", f"{fn}.smoothing", f"{fn}.float32")),
     }
     if fn == "cross_entropy":  # the chapter's plain mean cross-entropy, shown first
         cases = {f"{fn}.plain": case(fn, lambda rng: {"fn": fn, "args": [np.array(VISIBLE), np.array([2, 0])]},
@@ -196,6 +199,8 @@ CASES = {
                             Close(**F64), visible=True),
     "one_hot.random": case("one_hot", lambda rng: {"fn": "one_hot", "args": [
         rng.integers(0, 17, int(rng.integers(20, 60))), 17]}, Close(**F64, immutable=True)),
+    "one_hot.visible_unchanged": case("one_hot", lambda rng: {"fn": "one_hot", "args": [
+        rng.integers(0, 4, 6), 4]}, Close(**F64, immutable=True), visible=True, requires=("one_hot.random",)),
     "one_hot.empty": case("one_hot", lambda rng: {"fn": "one_hot", "args": [np.zeros(0, dtype=np.int64), 4]},
                           Close(**F64)),
     "one_hot.errors": case("one_hot", lambda rng: {"fn": "one_hot", "calls": [
@@ -211,6 +216,11 @@ CASES = {
     "softmax.unchanged_args": case("softmax", only_logits("softmax", logits((7, 3))),
                                    Close(**F64, immutable=True, mistakes=softmax_mistakes),
                                    requires=("softmax.float32_3d",)),
+    "softmax.visible_float32": case("softmax", only_logits("softmax", logits((2, 3, 4), np.float32)),
+                                    Close(**F32, mistakes=softmax_mistakes), visible=True),
+    "softmax.visible_unchanged": case("softmax", only_logits("softmax", logits((3, 4))),
+                                      Close(**F64, immutable=True, mistakes=softmax_mistakes), visible=True,
+                                      requires=("softmax.float32_3d",)),
     # log_softmax
     "log_softmax.visible": case("log_softmax", only_logits("log_softmax", logits(None, fixed=VISIBLE)),
                                 Close(**F64, mistakes=log_softmax_mistakes), visible=True),
@@ -218,6 +228,8 @@ CASES = {
                                    Close(**F32, mistakes=log_softmax_mistakes)),
     "log_softmax.extreme": case("log_softmax", only_logits("log_softmax", logits(None, fixed=EXTREME)),
                                 Close(**F64, mistakes=log_softmax_mistakes)),
+    "log_softmax.visible_float32": case("log_softmax", only_logits("log_softmax", logits((2, 3, 4), np.float32)),
+                                        Close(**F32, mistakes=log_softmax_mistakes), visible=True),
     # cross_entropy and its gradient (the reference equals torch.nn.functional.cross_entropy; a test checks it)
     **ce_cases("cross_entropy", ce_mistakes),
     **ce_cases("cross_entropy_grad", grad_mistakes),

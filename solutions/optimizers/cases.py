@@ -162,9 +162,10 @@ def rule_cases(fn, wrong, spec):
             "optimizer_trajectory", fn, trajectory(fn, shape, dtype, steps, kw, *scale, scheduled=scheduled),
             Close(**tol, mistakes=mistakes), visible=visible)
     values = tuple(f"{fn}.{name}" for name, s in spec.items() if not s[5])
-    cases[f"{fn}.unchanged_args"] = case(
-        "optimizer_trajectory", fn, trajectory(fn, (4,), np.float64, 3, spec[next(iter(spec))][3]),
-        Close(**F64, immutable=True, mistakes=mistakes), requires=values)
+    for name, visible in (("unchanged_args", False), ("visible_unchanged", True)):
+        cases[f"{fn}.{name}"] = case(
+            "optimizer_trajectory", fn, trajectory(fn, (4,), np.float64, 3, spec[next(iter(spec))][3]),
+            Close(**F64, immutable=True, mistakes=mistakes), visible=visible, requires=values)
     return cases
 
 
@@ -176,6 +177,8 @@ CASES |= rule_cases("sgd_momentum", MOMENTUM_MISTAKES, {
     "float32": ((2, 3), np.float32, 20, MOMENTUM, True, False),
     "nesterov": ((3,), np.float64, 5, dict(lr=0.05, lam=0.9, nesterov=True), False, True),
     "nesterov_float32": ((2, 3), np.float32, 20, NESTEROV, True, False),
+    "visible_float32": ((2, 3), np.float32, 8, dict(lr=0.05, lam=0.9), True, True),
+    "visible_nesterov_float32": ((2, 3), np.float32, 8, dict(lr=0.05, lam=0.9, nesterov=True), True, True),
 })
 
 ADAMW = hyper(lr=(1e-2, 5e-2), beta1=(0.8, 0.95), beta2=(0.95, 0.999), weight_decay=(0.05, 0.5))
@@ -184,6 +187,8 @@ CASES |= rule_cases("adamw", ADAMW_MISTAKES, {
     "float32": ((2, 3), np.float32, 20, ADAMW, True, False, 0.1),  # small gradients: λθ matters in g + λθ
     "large_eps": ((5,), np.float64, 10, hyper(lr=(1e-3, 5e-2), eps=(0.05, 0.2), weight_decay=(0.05, 0.5)),
                   True, False, 1e-2),
+    "visible_float32": ((2, 3), np.float32, 8, dict(lr=0.03, beta1=0.9, beta2=0.99, weight_decay=0.2), True, True,
+                        0.1),
 })
 
 
@@ -235,11 +240,16 @@ CASES |= {
         [np.array([3.0, 0.0]), np.array([[0.0], [4.0]])], 1.0]}, Close(**F64, mistakes=clip_mistakes), visible=True),
     "clip_grad_norm.float32": case("call", "clip_grad_norm", gradients(np.float32, [(4, 3), (3,), (2, 2, 2)], above),
                                    Close(**F32, mistakes=clip_mistakes)),
+    "clip_grad_norm.visible_float32": case("call", "clip_grad_norm", gradients(np.float32, [(2, 2), (3,)], above),
+                                           Close(**F32, mistakes=clip_mistakes), visible=True),
     "clip_grad_norm.below": case("call", "clip_grad_norm", gradients(np.float64, [(5,), (2, 3)], below),
                                  Close(**F64, mistakes=clip_mistakes)),
     "clip_grad_norm.unchanged_args": case("call", "clip_grad_norm", gradients(np.float64, [(3, 2), (4,)], above),
                                           Close(**F64, immutable=True, mistakes=clip_mistakes),
                                           requires=("clip_grad_norm.float32", "clip_grad_norm.below")),
+    "clip_grad_norm.visible_unchanged": case("call", "clip_grad_norm", gradients(np.float64, [(2, 2), (3,)], above),
+                                             Close(**F64, immutable=True, mistakes=clip_mistakes), visible=True,
+                                             requires=("clip_grad_norm.float32", "clip_grad_norm.below")),
 }
 
 
