@@ -20,8 +20,14 @@ VALLEY_START = np.array([-8.0, 2.0])
 
 
 def valley_loss(t1, t2):
-    """c/2 t1^2 + A log cosh t2 with c = VALLEY_C, A = VALLEY_A (NumPy)."""
-    return 0.5 * VALLEY_C * t1**2 + VALLEY_A * np.log(np.cosh(t2))
+    """c/2 t1^2 + A log cosh t2 with c = VALLEY_C, A = VALLEY_A (NumPy).
+
+    log cosh is evaluated as |t2| - log 2 + log1p(exp(-2|t2|)) beyond |t2| = 20, where cosh would
+    overflow for a diverging run; below that, as log(cosh(t2)), which keeps tiny losses exact.
+    """
+    a = np.abs(t2)
+    far = a - np.log(2.0) + np.log1p(np.exp(-2.0 * a))
+    return 0.5 * VALLEY_C * t1**2 + VALLEY_A * np.where(a < 20.0, np.log(np.cosh(np.minimum(a, 20.0))), far)
 
 
 def valley_grad(theta):

@@ -81,8 +81,6 @@ ALLOWED = {
     ("backprop", "1.5"): "arithmetic on the tiny network's weights in the worked example",
     ("backprop", "0.1"): "the learning rate, a setting",
     ("backprop", "2"): "the multiply-add count of the text (two products backward per one forward)",
-    ("batch-size", "0.2"): "a learning rate of the grid, a setting",
-    ("batch-size", "0.8"): "a learning rate of the grid, a setting",
     ("batch-size", "15"): "the order of the parameter count, from the architecture",
     ("classification", "709"): "ln of float64's largest value, a constant",
     ("classification", "0"): "the saturated softmax, the limit of the formula",

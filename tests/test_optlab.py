@@ -1,6 +1,7 @@
 """Unit tests for the optlab plumbing: device choice, datasets, seeding, timing and plots."""
 import os
 import stat
+import warnings
 
 import matplotlib
 
@@ -309,6 +310,19 @@ def test_surfaces_values_and_gradient():
         e = np.eye(2)[k] * h
         numeric = (surfaces.valley_loss(*(theta + e).T) - surfaces.valley_loss(*(theta - e).T)) / (2 * h)
         np.testing.assert_allclose(surfaces.valley_grad(theta)[:, k], numeric, rtol=1e-6)
+
+
+
+def test_valley_loss_stays_finite_and_exact_far_out():
+    """A diverging run reaches |theta_2| where cosh overflows: the loss is still A(|t| - log 2)."""
+    from optlab import surfaces
+
+    t2 = np.array([19.999, 20.0, 20.001, 800.0, -1e300])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                    # no overflow warning
+        loss = surfaces.valley_loss(np.zeros_like(t2), t2)
+    np.testing.assert_allclose(loss, surfaces.VALLEY_A * (np.abs(t2) - np.log(2.0)), rtol=1e-12)
+    assert surfaces.valley_loss(0.0, 1e-70) == 0.0 and surfaces.valley_loss(0.0, 1e-5) > 0
 
 
 def test_batches_cover_each_epoch_once_and_go_on():
