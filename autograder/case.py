@@ -94,11 +94,12 @@ def sibling(file: str, stem: str):
     return import_file(Path(file).with_name(f"{stem}.py"))
 
 
-def load_cases(assignment: str, root: Path | str = REPO_ROOT) -> tuple[dict[str, Case], list[str]]:
-    """``CASES`` and ``FORBIDDEN_IMPORTS`` of ``<root>/solutions/<assignment>/cases.py``."""
+def load_cases(assignment: str, root: Path | str = REPO_ROOT,
+               path: Path | None = None) -> tuple[dict[str, Case], list[str]]:
+    """``CASES`` and ``FORBIDDEN_IMPORTS`` of ``<root>/solutions/<assignment>/cases.py`` (or `path`)."""
     if not re.fullmatch(r"[A-Za-z0-9_-]+", assignment):
         raise ValueError(f"not an assignment id: {assignment!r}")
-    path = Path(root) / "solutions" / assignment / "cases.py"
+    path = Path(path) if path is not None else Path(root) / "solutions" / assignment / "cases.py"
     if not path.is_file():
         raise FileNotFoundError(f"no cases for assignment {assignment!r}: {path} is missing")
     module = import_file(path)
@@ -122,17 +123,22 @@ def _check_calls(source: str, where: str) -> tuple[str, ...]:
     return tuple(ids)
 
 
-def test_cells(source_notebook: Path | str) -> list[TestCell]:
-    """The autograder-test cells of a SOURCE notebook, parsed with ``ast`` (never executed)."""
-    nb = json.loads(Path(source_notebook).read_text(encoding="utf-8"))
+def test_cells(source_notebook, where: str | None = None) -> list[TestCell]:
+    """The autograder-test cells of a SOURCE notebook (a path, or the notebook already parsed),
+    parsed with ``ast`` (never executed)."""
+    if isinstance(source_notebook, (str, Path)):
+        where = where or str(source_notebook)
+        nb = json.loads(Path(source_notebook).read_text(encoding="utf-8"))
+    else:
+        nb = source_notebook
     cells = []
     for index, cell in enumerate(nb["cells"]):
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if cell.get("cell_type") != "code" or not meta.get("grade") or meta.get("solution"):
             continue
         source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        where = f"{source_notebook} cell {index} ({meta.get('grade_id')})"
-        cells.append(TestCell(meta["grade_id"], float(meta["points"]), _check_calls(source, where)))
+        where_cell = f"{where} cell {index} ({meta.get('grade_id')})"
+        cells.append(TestCell(meta["grade_id"], float(meta["points"]), _check_calls(source, where_cell)))
     return cells
 
 
