@@ -70,7 +70,10 @@ def engine_for(engine, workers: int | None = None):
     or an engine object already made."""
     if engine == "local" or engine is None:
         return Local(workers or os.cpu_count() or 1)
-    if isinstance(engine, str) or type(engine).__name__ == "Client":
+    if isinstance(engine, str):
+        from autograder.cluster import Dask
+        return Dask(engine)
+    if type(engine).__module__.startswith("distributed"):  # a Client: no import of Dask otherwise
         from autograder.cluster import Dask
         return Dask(engine)
     return engine
