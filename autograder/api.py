@@ -133,14 +133,14 @@ def grade(assignment: str | Assignment, submissions: Iterable[str | Path | Submi
         try:
             try:
                 ready = _run(a, todo, recorder, engine_for(engine, workers), SandboxSpec.of(a), limits,
-                             seed, progress, summary)
+                             seed, progress, summary, warn)
             except Refused as exc:
                 if not allow_unsandboxed:
                     raise
                 summary.unsandboxed = str(exc)
                 warn(f"{exc}\nwarning: {records.UNSANDBOXED}")
                 ready = _run(a, todo, recorder, engine_for(engine, workers), SandboxSpec.of(a, sandbox=False),
-                             limits, seed, progress, summary)
+                             limits, seed, progress, summary, warn)
         finally:
             recorder.close()
         summary.startup_seconds = (ready or started) - started
@@ -155,7 +155,7 @@ def grade(assignment: str | Assignment, submissions: Iterable[str | Path | Submi
 
 
 def _run(a: Assignment, todo: list[Submission], recorder: records.Recorder, engine, spec: SandboxSpec,
-         limits: Limits, seed, progress, summary: Summary) -> float | None:
+         limits: Limits, seed, progress, summary: Summary, warn=_warn) -> float | None:
     """Grade `todo` on `engine`; each result is scored and recorded as it arrives. Returns when the
     engine was ready (start-up done: what follows is the steady state)."""
     if not todo:
@@ -165,6 +165,8 @@ def _run(a: Assignment, todo: list[Submission], recorder: records.Recorder, engi
         drawn = draw(a, seed)
         engine.ready()
         ready = time.monotonic()
+        for where, why in getattr(engine, "refusals", {}).items():  # Dask workers without a sandbox
+            warn(f"worker {where}: {why} Its share of the submissions goes to the other workers.")
         sandbox = {"enabled": spec.sandbox, "layers": list(engine.layers), "limits": vars(limits)}
         by_key: dict[str, Submission] = {}
 

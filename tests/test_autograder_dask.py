@@ -120,3 +120,49 @@ def test_a_worker_killed_mid_run_loses_nothing_and_records_nothing_twice(tmp_pat
     assert all(e["key"] == f"tiny/{e['student_id']}/{e['sha256']}" for e in journal)
     lines = (tmp_path / "out" / "grades.csv").read_text().splitlines()
     assert len(lines) == 1 + len(expected)
+
+
+BROKEN = [sys.executable, str(Path(__file__).parent / "fixtures" / "grading" / "broken_worker.py")]
+
+
+def _grading_inbox(tmp_path: Path) -> Path:
+    source = FIXTURE_COURSE / "solutions" / "tiny" / "tiny.ipynb"
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for i in range(4):
+        (inbox / f"ref{i}.ipynb").write_bytes(submission(source, reference=True))
+    return inbox
+
+
+def test_a_worker_without_a_sandbox_refuses_and_the_others_grade(tmp_path, monkeypatch):
+    from autograder.api import grade
+    from autograder.sandbox import Worker
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, resources={"sandbox": 1},
+                                  dashboard_address=None) as cl, distributed.Client(cl) as client:
+        refusing = next(iter(cl.workers.values()))
+        launch = Worker.launch
+
+        def broken_on_one(self):  # that worker's host lacks a layer: its zygote refuses
+            if str(self.log).startswith(refusing.local_directory):
+                self.command = BROKEN
+            launch(self)
+        monkeypatch.setattr(Worker, "launch", broken_on_one)
+        warnings = []
+        summary = grade("tiny", [_grading_inbox(tmp_path)], out=tmp_path / "out", engine=client,
+                        root=FIXTURE_COURSE, gradebook=False, warn=warnings.append)
+    assert sorted((r.student_id, r.score, r.status) for r in summary.results) == \
+           [(f"ref{i}", 3.0, "ok") for i in range(4)]
+    [said] = warnings
+    assert refusing.address in said and "Refusing to grade" in said and "the namespace layer is missing" in said
+
+
+def test_no_worker_with_a_sandbox_refuses_as_the_cli_does(tmp_path, monkeypatch, capsys):
+    from autograder.sandbox import Worker
+    monkeypatch.setattr(Worker, "command", BROKEN)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, resources={"sandbox": 1},
+                                  dashboard_address=None) as cl:
+        code = main(["grade", "tiny", str(_grading_inbox(tmp_path)), "--out", str(tmp_path / "out"),
+                     "--root", str(FIXTURE_COURSE), "--no-gradebook", "--engine", cl.scheduler_address])
+    err = capsys.readouterr().err
+    assert code == 2 and "Refusing to grade" in err and "the namespace layer is missing" in err
+    assert not list((tmp_path / "out").glob("students/*/results.json"))
