@@ -20,7 +20,7 @@ from autograder import lms, records
 from autograder.course import Assignment, Course, Draw, UnknownAssignment, default_root, draw
 from autograder.engine import Local, SandboxSpec, Task
 from autograder.grade import Rejected, Result, calls, failed, parse, reject, runnable_cells, score
-from autograder.inputs import InputError, Submission, discover
+from autograder.submissions import InputError, Submission, discover
 from autograder.sandbox import Limits, Refused
 
 

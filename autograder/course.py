@@ -19,7 +19,8 @@ from pathlib import Path
 import nbformat
 import numpy as np
 
-from autograder.case import REPO_ROOT, Case, TestCell, import_file, load_cases, test_cells
+from autograder.case import REPO_ROOT, Case, import_file, load_cases
+from autograder.testcells import TestCell, test_cells
 from autograder.sandbox import packages_of
 
 

@@ -19,7 +19,7 @@ import nbformat
 from autograder.case import Case
 from autograder.channel import clean_text, decode, is_error
 from autograder.course import Assignment, Draw
-from autograder.inputs import Submission
+from autograder.submissions import Submission
 from autograder.sandbox import Limits, Run, memory_error
 
 STATUSES_WITHOUT_POINTS = ("invalid-notebook", "wrong-assignment")
@@ -99,7 +99,7 @@ MAX_CELLS = 2000
 
 
 def parse(sub: Submission) -> nbformat.NotebookNode:
-    """The submitted notebook, read only when small: at most 16 MiB (inputs.py) and MAX_CELLS cells."""
+    """The submitted notebook, read only when small: at most 16 MiB (submissions.py) and MAX_CELLS cells."""
     if sub.problem:
         raise Rejected(sub.problem_status, sub.problem)
     try:

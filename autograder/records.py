@@ -24,7 +24,7 @@ import nbformat
 
 from autograder.channel import clean_text
 from autograder.course import nbgrader_config
-from autograder.inputs import Submission, student_id
+from autograder.submissions import Submission, student_id
 
 # score/max_score: the autograded points this grader decides. manual_*: the hand-graded points (e.g.
 # a written answer) from nbgrader's gradebook, empty until graded in formgrader. late_penalty: what

@@ -29,7 +29,7 @@ from autograder import api, records
 from autograder.api import grade
 from autograder.course import Course, draw
 from autograder.grade import calls, parse, runnable_cells
-from autograder.inputs import discover
+from autograder.submissions import discover
 
 ROOT = Path(__file__).resolve().parents[1]
 

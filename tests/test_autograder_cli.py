@@ -21,7 +21,7 @@ from submissions import FIXTURE_COURSE, WRONG_TINY, submission  # noqa: E402
 
 from autograder.__main__ import main  # noqa: E402
 from autograder.course import draw, load_assignment  # noqa: E402
-from autograder.inputs import discover  # noqa: E402
+from autograder.submissions import discover  # noqa: E402
 from autograder.sandbox import Worker  # noqa: E402
 
 SOURCE = FIXTURE_COURSE / "solutions" / "tiny" / "tiny.ipynb"
