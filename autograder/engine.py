@@ -9,8 +9,9 @@ or on a Dask worker (:mod:`autograder.cluster`).
 """
 from __future__ import annotations
 
+import itertools
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Queue
@@ -137,10 +138,17 @@ class Local:
             finally:
                 self.pool.put(w)
 
+        todo = iter(tasks)
+        window = 2 * len(self.started) or 1  # finished transcripts wait for the scorer: a few at most
         with ThreadPoolExecutor(max_workers=len(self.started) or 1) as ex:
-            futures = {ex.submit(one, t): t for t in tasks}
-            for fut in as_completed(futures):
-                yield futures[fut], fut.result()
+            futures = {ex.submit(one, t): t for t in itertools.islice(todo, window)}
+            while futures:
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield futures.pop(fut), fut.result()
+                    nxt = next(todo, None)
+                    if nxt is not None:
+                        futures[ex.submit(one, nxt)] = nxt
 
     def close(self) -> None:
         for w in self.started:

@@ -38,7 +38,7 @@ def rows(out: Path) -> dict[str, dict]:
     return {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
 
 
-def tests_of(out: Path, sid: str) -> list:
+def graded_tests(out: Path, sid: str) -> list:
     result = json.loads((out / "students" / sid / "results.json").read_text())
     return [(t["grade_id"], t["points"], [(c["case"], c["status"]) for c in t["cases"]]) for t in result["tests"]]
 
@@ -69,7 +69,7 @@ def test_the_cluster_grades_as_the_local_engine(a, cluster, tmp_path):
     for sid in ("reference", "blank", "wrong"):
         assert {k: dask[sid][k] for k in ("score", "status", "message", "sha256")} == \
                {k: local[sid][k] for k in ("score", "status", "message", "sha256")}
-        assert tests_of(tmp_path / "dask", sid) == tests_of(tmp_path / "local", sid)
+        assert graded_tests(tmp_path / "dask", sid) == graded_tests(tmp_path / "local", sid)
     sandbox = json.loads((tmp_path / "dask" / "students" / "reference" / "results.json").read_text())["sandbox"]
     assert sandbox["enabled"] is True and sandbox["layers"]
 
