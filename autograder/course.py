@@ -100,7 +100,13 @@ class Course:
 
     @property
     def source_directory(self) -> Path:
-        return self.root / str(self.config.CourseDirectory.get("source_directory", "solutions") or "solutions")
+        """nbgrader's ``CourseDirectory.source_directory`` ("solutions" here); the same default where
+        nbgrader's configuration cannot be read (a grader-only environment without jupyter_core)."""
+        try:
+            configured = self.config.CourseDirectory.get("source_directory", "")
+        except ImportError:
+            configured = ""
+        return self.root / (str(configured) or "solutions")
 
     def assignment(self, name: str) -> Assignment:
         if name not in self._assignments:

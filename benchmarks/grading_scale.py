@@ -110,7 +110,7 @@ def main() -> None:
         for workers in (1, 2):
             t = time.perf_counter()
             with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                              resources={"sandbox": 1}, dashboard_address=None) as cluster, \
+                              resources={"sandbox": 1}, dashboard_address=":0") as cluster, \
                     Client(cluster) as client:
                 up = time.perf_counter() - t
                 startup, grading, full, trusted = run(a, folder, tmp / f"dask{workers}", client, workers)

@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.dask, pytest.mark.skipif(os.geteuid() != 0, reason="th
 @pytest.fixture(scope="module")
 def cluster():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, resources={"sandbox": 1},
-                                  dashboard_address=None, host="127.0.0.1") as c:
+                                  dashboard_address=":0", host="127.0.0.1") as c:
         yield c
 
 
@@ -88,7 +88,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_records_nothing_twice(tmp_pat
         (inbox / f"wrong{i}.ipynb").write_bytes(submission(source, solutions=WRONG_TINY, before=[SLOW]))
         expected |= {f"ref{i}": 3.0, f"wrong{i}": 0.0}
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, resources={"sandbox": 1},
-                                  dashboard_address=None, host="127.0.0.1") as cl, distributed.Client(cl) as client:
+                                  dashboard_address=":0", host="127.0.0.1") as cl, distributed.Client(cl) as client:
         pids = client.run(os.getpid)
         killed = {}
 
@@ -138,7 +138,7 @@ def test_a_worker_without_a_sandbox_refuses_and_the_others_grade(tmp_path, monke
     from autograder.api import grade
     from autograder.sandbox import Worker
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, resources={"sandbox": 1},
-                                  dashboard_address=None) as cl, distributed.Client(cl) as client:
+                                  dashboard_address=":0") as cl, distributed.Client(cl) as client:
         refusing = next(iter(cl.workers.values()))
         launch = Worker.launch
 
@@ -160,7 +160,7 @@ def test_no_worker_with_a_sandbox_refuses_as_the_cli_does(tmp_path, monkeypatch,
     from autograder.sandbox import Worker
     monkeypatch.setattr(Worker, "command", BROKEN)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, resources={"sandbox": 1},
-                                  dashboard_address=None) as cl:
+                                  dashboard_address=":0") as cl:
         code = main(["grade", "tiny", str(_grading_inbox(tmp_path)), "--out", str(tmp_path / "out"),
                      "--root", str(FIXTURE_COURSE), "--no-gradebook", "--engine", cl.scheduler_address])
     err = capsys.readouterr().err
