@@ -20,7 +20,7 @@ from autograder import lms, records
 from autograder.course import Assignment, Course, Draw, UnknownAssignment, default_root, draw
 from autograder.engine import Local, SandboxSpec, Task
 from autograder.grade import Rejected, Result, calls, failed, parse, reject, runnable_cells, score
-from autograder.submissions import InputError, Submission, discover
+from autograder.submissions import InputError, Submission, content_address, discover
 from autograder.sandbox import Limits, Refused
 
 
@@ -188,7 +188,7 @@ def _run(a: Assignment, todo: list[Submission], recorder: records.Recorder, engi
             except Rejected as exc:  # graded without running it
                 record(sub, reject(sub, a, drawn, exc))
                 continue
-            key = f"{a.name}/{sub.student_id}/{sub.sha256}"
+            key = content_address(a.name, sub.student_id, sub.sha256)
             by_key[key] = sub
             tasks.append(Task(key, cells))
         for task, transcript in engine.run(calls(a, drawn), tasks):

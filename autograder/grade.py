@@ -19,7 +19,7 @@ import nbformat
 from autograder.case import Case
 from autograder.channel import clean_text, decode, is_error
 from autograder.course import Assignment, Draw
-from autograder.submissions import Submission
+from autograder.submissions import Submission, content_address
 from autograder.sandbox import Limits, Run, memory_error
 
 STATUSES_WITHOUT_POINTS = ("invalid-notebook", "wrong-assignment")
@@ -60,7 +60,7 @@ class Result:
     @property
     def key(self) -> str:
         """The content address of what was graded: assignment/student/sha256."""
-        return f"{self.assignment}/{self.student_id}/{self.sha256}"
+        return content_address(self.assignment, self.student_id, self.sha256)
 
     def score_cells(self, assignment: Assignment, outcomes: dict[str, dict], status: str,
                     message: str | None) -> "Result":

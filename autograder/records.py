@@ -24,7 +24,7 @@ import nbformat
 
 from autograder.channel import clean_text
 from autograder.course import nbgrader_config
-from autograder.submissions import Submission, student_id
+from autograder.submissions import Submission, content_address, student_id
 
 # score/max_score: the autograded points this grader decides. manual_*: the hand-graded points (e.g.
 # a written answer) from nbgrader's gradebook, empty until graded in formgrader. late_penalty: what
@@ -69,7 +69,7 @@ class Journal:
 
     def add(self, result: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"key": f"{result['assignment']}/{result['student_id']}/{result['sha256']}",
+            fh.write(json.dumps({"key": content_address(result["assignment"], result["student_id"], result["sha256"]),
                                  "student_id": result["student_id"], "sha256": result["sha256"]}) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
