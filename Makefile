@@ -68,16 +68,17 @@ nbgrader: tools
 
 # Grade submissions with the hardened autograder. The sandbox needs root: this target uses sudo
 # unless you are root or run rootless (AUTOGRADER_CGROUP set, see README).
-# Usage: make grade ASSIGNMENT=optimizers [SUBMISSIONS=submitted/] [WORKERS=N] [LMS_COLUMN='Optimizers (123)']
+# Usage: make grade ASSIGNMENT=optimizers [SUBMISSIONS=submitted/] [WORKERS=N] [ENGINE=tcp://host:8786] [LMS_COLUMN='Optimizers (123)']
 ASSIGNMENT  ?=
 SUBMISSIONS ?= submitted/
 WORKERS     ?=
+ENGINE      ?=
 LMS_COLUMN  ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || [ -n "$$AUTOGRADER_CGROUP" ] || echo sudo)
 
 grade: tools
 	@test -n "$(ASSIGNMENT)" || { echo "usage: make grade ASSIGNMENT=optimizers [SUBMISSIONS=submitted/] [WORKERS=N]"; exit 2; }
-	$(SUDO) $(BIN)/autograder grade $(ASSIGNMENT) $(SUBMISSIONS) $(if $(WORKERS),--workers $(WORKERS)) $(if $(LMS_COLUMN),--lms-column "$(LMS_COLUMN)")
+	$(SUDO) $(BIN)/autograder grade $(ASSIGNMENT) $(SUBMISSIONS) $(if $(WORKERS),--workers $(WORKERS)) $(if $(ENGINE),--engine $(ENGINE)) $(if $(LMS_COLUMN),--lms-column "$(LMS_COLUMN)")
 
 # After hand grading in formgrader: nbgrader's feedback pages, released through the exchange.
 feedback: tools

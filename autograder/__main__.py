@@ -1,27 +1,21 @@
-"""``python -m autograder grade ASSIGNMENT PATH... [--out DIR] [--workers N] [--force] ...``
+"""``python -m autograder grade ASSIGNMENT PATH... [--out DIR] [--workers N] [--engine local|tcp://...]``
 
-Exit status: 0 when every submission has a recorded result (errors included); 2 when grading could
-not happen at all (unknown assignment, unreadable PATH, sandbox unavailable).
+A thin shell over :func:`autograder.api.grade`. Exit status: 0 when every submission has a recorded
+result (errors included); 2 when grading could not happen at all (unknown assignment, unreadable PATH,
+sandbox unavailable, no Dask worker with sandbox slots).
 """
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
 import sys
 import time
 from pathlib import Path
 
 from autograder import lms, records
-from autograder.case import REPO_ROOT
-from autograder.grade import UnknownAssignment, grade_all, load_assignment
-from autograder.inputs import InputError, discover
+from autograder.api import GradingError, grade as grade_api
+from autograder.course import Course, UnknownAssignment, default_root
 from autograder.sandbox import Limits, Refused
-
-
-def default_root() -> Path:
-    """The course: the current directory if it has solutions/, else this repository."""
-    return Path.cwd() if (Path.cwd() / "solutions").is_dir() else REPO_ROOT
 
 
 def parser() -> argparse.ArgumentParser:
@@ -32,7 +26,11 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("paths", nargs="+", metavar="PATH",
                    help=".ipynb files, submitted/ folders (DIR/<student>/[<assignment>/]*.ipynb) or LMS .zip files")
     g.add_argument("--out", type=Path, help="output folder (default: grades/<assignment>)")
-    g.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="submissions graded at once (default: cores)")
+    g.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="submissions graded at once by the local engine (default: cores)")
+    g.add_argument("--engine", default="local", metavar="local|ADDRESS",
+                   help="'local' (default: sandboxes on this machine) or a Dask scheduler's address, e.g. "
+                        "tcp://scheduler:8786, whose workers advertise --resources sandbox=K (see README)")
     g.add_argument("--force", action="store_true", help="regrade submissions already graded")
     g.add_argument("--allow-unsandboxed", action="store_true",
                    help="grade even where the sandbox cannot be set up (said in every feedback)")
@@ -78,75 +76,45 @@ class Progress:
 
 
 def grade(args) -> int:
-    root = (args.root or default_root()).resolve()
-    try:
-        assignment = load_assignment(args.assignment, root)
-        subs = discover(args.paths, args.assignment)
-    except (UnknownAssignment, InputError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    out = (args.out or root / "grades" / args.assignment).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    lock = open(out / ".lock", "a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print(f"error: another grading run is writing to {out}; wait for it to finish or choose "
-              f"another --out", file=sys.stderr)
-        return 2
     limits = Limits(timeout=args.timeout, memory_mb=args.memory, max_procs=args.max_procs,
                     max_output=args.max_output)
+    progress = None
     try:
-        recorder = records.Recorder(out, assignment, gradebook=not args.no_gradebook)
-    except Exception as exc:  # noqa: BLE001 -- e.g. gradebook.db locked or corrupt
-        print(f"error: nbgrader's gradebook ({records.gradebook_path(root)}) cannot be opened: "
-              f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}; close other nbgrader tools "
-              f"using it, or pass --no-gradebook", file=sys.stderr)
+        root = (args.root or default_root()).resolve()
+        course = Course(root)
+        assignment = course.assignment(args.assignment)
+    except (UnknownAssignment, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    for sub in subs:  # the bytes as received, before anything can go wrong
-        try:
-            records.keep_submitted(out, sub)
-        except OSError as exc:  # e.g. a full disk: said, and that student is still graded
-            print(f"warning: could not keep the bytes of {sub.student_id}: {exc}", file=sys.stderr)
-    todo = [s for s in subs if args.force or not recorder.journal.is_done(s, out)]
-    progress = Progress(len(todo))
-    clock = {"start": time.monotonic()}
+
+    def counting(result, done: int, total: int) -> None:
+        nonlocal progress
+        progress = progress or Progress(total)
+        progress({"student_id": result.student_id})
+
     try:
-        grade_all(assignment, todo, recorder, workers=max(1, args.workers), limits=limits,
-                  sandbox=True, progress=progress,
-                  seed=args.seed, clock=clock)
+        summary = grade_api(assignment, args.paths, out=args.out, engine=args.engine, limits=limits,
+                            workers=max(1, args.workers), force=args.force,
+                            allow_unsandboxed=args.allow_unsandboxed, gradebook=not args.no_gradebook,
+                            lms_column=args.lms_column, seed=args.seed, progress=counting)
+    except GradingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except Refused as exc:
-        progress.close()
-        if not args.allow_unsandboxed:
-            print(f"error: {exc} (--allow-unsandboxed grades anyway, and says so in every feedback)",
-                  file=sys.stderr)
-            return 2
-        print(f"warning: {exc}\nwarning: {records.UNSANDBOXED}", file=sys.stderr)
-        grade_all(assignment, todo, recorder, workers=max(1, args.workers), limits=limits,
-                  sandbox=False, progress=progress, clock=clock)
+        print(f"error: {exc} (--allow-unsandboxed grades anyway, and says so in every feedback)",
+              file=sys.stderr)
+        return 2
     finally:
-        progress.close()
-        recorder.close()
-    rows = records.write_csv(out)
-    lms.write_lms(out, args.assignment, root, args.lms_column)
-    records.give_to_course_owner(root, [out, *(root / "autograded" / s.student_id / args.assignment for s in subs)])
-    mine = {s.student_id for s in subs}
-    rows = [r for r in rows if r["student_id"] in mine]
-    errors = sum(r["status"] != "ok" for r in rows)
-    earlier = sum(len(s.earlier) for s in subs)
-    mean = sum(float(r["score"]) for r in rows) / len(rows) if rows else 0.0
-    print(f"{args.assignment}: {len(rows)} submissions ({len(todo)} graded now, {len(subs) - len(todo)} "
-          f"already done), {errors} with errors, mean score {mean:.2f} / {assignment.max_score:g}; "
-          f"start-up {clock.get('ready', clock['start']) - clock['start']:.1f} s, grading "
-          f"{time.monotonic() - clock.get('ready', clock['start']):.1f} s; results in {out}"
-          + (f"; {earlier} earlier attempts kept in students/<id>/submitted/" if earlier else ""))
+        if progress is not None:
+            progress.close()
+    print(summary.line())
     return 0
 
 
 def export(args) -> int:
     root = (args.root or default_root()).resolve()
     try:
-        assignment = load_assignment(args.assignment, root)
+        assignment = Course(root).assignment(args.assignment)
     except UnknownAssignment as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

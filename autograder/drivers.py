@@ -2,7 +2,7 @@
 
 A driver ``name(ns, **inputs)`` takes the student's notebook namespace ``ns`` and the case's inputs,
 calls the student's code and returns plain data (arrays, numbers, lists, dicts; see
-``autograder.case.encode``). Drivers run next to student code (in the sandbox, or in the student's
+``autograder.channel.encode``). Drivers run next to student code (in the sandbox, or in the student's
 kernel for the in-kernel check), so they hold no reference solution and decide nothing: the
 comparison happens on the trusted side. An exception raised by student code is returned as an
 error marker ``{"__error__": type name, "message": ...}`` under ``"error"``.
@@ -13,7 +13,7 @@ import contextlib
 
 import numpy as np
 
-from autograder.case import error_marker
+from autograder.channel import error_marker
 
 
 class _Missing(Exception):

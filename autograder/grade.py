@@ -1,79 +1,89 @@
-"""Grade submissions: trusted judging of what sandboxed workers hand back.
+"""Scoring, in the one trusted process: what a sandbox handed back becomes a :class:`Result`.
 
 The trusted process reads the test cells from the SOURCE notebook, draws hidden inputs once per run
-from a fresh seed, computes the reference outputs, sends (driver, inputs) to the sandboxed child that
-executed the submission, and judges the plain data it returns. A submission never influences which
-tests run, how many points they carry, or how they are compared.
+(:func:`autograder.course.draw`), and sends (driver, inputs) calls with the submission's cells to a
+sandbox, on this machine or on a Dask worker (:mod:`autograder.engine`). What comes back is a
+transcript of plain data: the submission's replies as the undecoded bytes of the bounded channel.
+:func:`score` decodes them here, size-checked, and judges them against the expected outputs, which
+never leave this process. A submission never influences which tests run, how many points they carry,
+or how they are compared; :meth:`Result.score_cells` is the one place where points are decided.
 """
 from __future__ import annotations
 
-import ast
+import datetime as dt
 import json
-import importlib.util
-import secrets
-import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
-from pathlib import Path
-from queue import Queue
+from dataclasses import asdict, dataclass, field
 
 import nbformat
-import numpy as np
 
-from autograder import records
-from autograder.channel import clean_text
-from autograder.case import Case, TestCell, import_file, is_error, load_cases, test_cells
-from autograder.inputs import Submission
-from autograder.sandbox import Limits, SandboxError, Setup, Worker, allow_list, check_host, memory_error, packages_of
+from autograder.case import Case
+from autograder.channel import clean_text, decode, is_error
+from autograder.course import Assignment, Draw
+from autograder.submissions import Submission, content_address
+from autograder.sandbox import Limits, Run, memory_error
+
+STATUSES_WITHOUT_POINTS = ("invalid-notebook", "wrong-assignment")
 
 
-# --------------------------------------------------------------------------- the assignment
+# --------------------------------------------------------------------------- the result
 @dataclass
-class Assignment:
-    name: str
-    root: Path
-    source: Path  # solutions/<a>/<a>.ipynb
-    cells: list[TestCell]
-    cases: dict[str, Case]
-    forbidden: list[str]  # modules absent from the submission's filesystem
-    grade_ids: set[str]  # every nbgrader cell id of the source notebook
-    packages: list[str] = field(default_factory=list)  # distributions present (with dependencies)
-    seed: int = 0
-    prepared: dict = field(default_factory=dict)  # case id -> (inputs, expected) for this run
+class Result:
+    """One submission's graded result (``results.json`` is :meth:`as_record`)."""
+
+    student_id: str
+    assignment: str
+    submitted_file: str
+    origin: str
+    sha256: str
+    submitted_at: str | None
+    submitted_at_source: str | None
+    earlier_attempts: int
+    seed: int
+    status: str = "ok"
+    message: str | None = None
+    score: float = 0.0
+    max_score: float = 0.0
+    tests: list[dict] = field(default_factory=list)
+    graded_at: str = ""
+    cell_errors: list[dict] = field(default_factory=list)
+    output: str = ""
+    output_bytes: int = 0
+    seconds_executing: float | None = None
+    seconds_per_case: dict[str, float] = field(default_factory=dict)
+    sandbox: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, sub: Submission, assignment: Assignment, seed: int) -> "Result":
+        return cls(sub.student_id, assignment.name, sub.filename, sub.origin, sub.sha256, sub.submitted_at,
+                   sub.time_source, len(sub.earlier), seed, max_score=assignment.max_score)
 
     @property
-    def max_score(self) -> float:
-        return sum(c.points for c in self.cells)
+    def key(self) -> str:
+        """The content address of what was graded: assignment/student/sha256."""
+        return content_address(self.assignment, self.student_id, self.sha256)
 
+    def score_cells(self, assignment: Assignment, outcomes: dict[str, dict], status: str,
+                    message: str | None) -> "Result":
+        """Points per test cell: all its cases passed, else 0 (nbgrader's rule). The only scoring rule."""
+        self.tests, self.score = [], 0.0
+        for cell in assignment.cells:
+            cases = [{"case": c, **outcomes.get(c, {"passed": False, "status": status,
+                                                     "message": message or "not run"})}
+                     for c in cell.case_ids]
+            passed = all(c["passed"] for c in cases) and status not in STATUSES_WITHOUT_POINTS
+            points = cell.points if passed else 0.0
+            self.score += points
+            self.tests.append({"grade_id": cell.grade_id, "points": points, "max_points": cell.points,
+                               "passed": passed, "cases": cases})
+        self.status, self.message, self.max_score = status, message, assignment.max_score
+        self.graded_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        return self
 
-class UnknownAssignment(Exception):
-    pass
-
-
-def load_assignment(name: str, root: Path) -> Assignment:
-    source = root / "solutions" / name / f"{name}.ipynb"
-    if not source.is_file():
-        known = sorted(p.name for p in (root / "solutions").glob("*") if p.is_dir())
-        raise UnknownAssignment(f"unknown assignment {name!r}: {source} does not exist "
-                                f"(known: {', '.join(known) or 'none'})")
-    cases, forbidden = load_cases(name, root)
-    cells = test_cells(source)
-    missing = sorted({c for cell in cells for c in cell.case_ids} - set(cases))
-    if missing:
-        raise UnknownAssignment(f"{name}: test cells name cases that cases.py lacks: {missing}")
-    nb = nbformat.read(source, as_version=4)
-    ids = {c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells} - {None}
-    declared = getattr(import_file(root / "solutions" / name / "cases.py"), "PACKAGES", [])
-    return Assignment(name, root, source, cells, cases, forbidden, ids,
-                      packages=sorted(set(declared) | set(packages_of(source_imports(source)))))
-
-
-def prepare(assignment: Assignment, seed: int | None = None) -> None:
-    """Draw every case's inputs (hidden ones included) from a fresh seed, and the reference outputs."""
-    assignment.seed = secrets.randbits(63) if seed is None else seed
-    for i, case_id in enumerate(sorted(assignment.cases)):
-        case = assignment.cases[case_id]
-        assignment.prepared[case_id] = case.draw(np.random.default_rng([assignment.seed, i]))
+    def as_record(self) -> dict:
+        record = asdict(self)
+        if self.seconds_executing is None:
+            del record["seconds_executing"]
+        return record
 
 
 # --------------------------------------------------------------------------- reading a submission
@@ -89,7 +99,7 @@ MAX_CELLS = 2000
 
 
 def parse(sub: Submission) -> nbformat.NotebookNode:
-    """The submitted notebook, read only when small: at most 16 MiB (inputs.py) and MAX_CELLS cells."""
+    """The submitted notebook, read only when small: at most 16 MiB (submissions.py) and MAX_CELLS cells."""
     if sub.problem:
         raise Rejected(sub.problem_status, sub.problem)
     try:
@@ -124,37 +134,13 @@ def runnable_cells(nb, assignment: Assignment) -> list[tuple[int, str]]:
     return out
 
 
-def source_imports(source: Path) -> list[str]:
-    """The modules the SOURCE notebook imports (trusted; never a submission's code)."""
-    from IPython.core.inputtransformer2 import TransformerManager
-    tm = TransformerManager()
-    names = set()
-    for cell in nbformat.read(source, as_version=4).cells:
-        if cell.cell_type != "code":
-            continue
-        try:
-            tree = ast.parse(tm.transform_cell(cell.source))
-        except (SyntaxError, ValueError):
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names |= {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                names.add(node.module)
-    return sorted(names)
+def calls(assignment: Assignment, drawn: Draw) -> list[tuple[str, str, dict, float]]:
+    """(case id, driver, inputs, timeout) in the order the test cells name them: what a sandbox runs."""
+    order = dict.fromkeys(c for cell in assignment.cells for c in cell.case_ids)
+    return [(c, assignment.cases[c].driver, drawn.inputs[c], assignment.cases[c].timeout) for c in order]
 
 
-def sandbox_setup(assignment: Assignment, sandbox: bool) -> Setup:
-    """The zygote's root (allowed packages only: a forbidden module is absent) and its imports."""
-    cgroups = check_host(sandbox)
-    extra = ["sklearn.datasets"] if "scikit-learn" in assignment.packages else []  # optlab.data's digits
-    modules = [n for n in [*source_imports(assignment.source), *extra]
-               if n.split(".")[0] not in assignment.forbidden]  # one that is absent just fails there
-    return Setup(binds=allow_list(assignment.packages, assignment.forbidden) if sandbox else [],
-                 prewarm=modules, sandbox=sandbox, cgroups=cgroups)
-
-
-# --------------------------------------------------------------------------- grading one submission
+# --------------------------------------------------------------------------- judging
 def judge(case: Case, inputs, outputs, expected) -> str | None:
     """The case's judge, in this trusted process; a judge tripping on odd data is a failure."""
     try:
@@ -176,91 +162,16 @@ def credited(outcomes: dict[str, dict], cases: dict[str, Case]) -> dict[str, dic
     return out
 
 
-class Grader:
-    """Runs one submission at a time on its own sandbox worker."""
-
-    def __init__(self, assignment: Assignment, worker: Worker):
-        self.a, self.worker = assignment, worker
-
-    def grade(self, sub: Submission) -> tuple[dict, nbformat.NotebookNode | None]:
-        """The result record, and the parsed notebook (None when it could not be read)."""
-        result = records.new_result(sub, self.a)
-        nb = None
-        try:
-            nb = parse(sub)
-            cells = runnable_cells(nb, self.a)
-        except Rejected as exc:
-            return records.finish(result, self.a, {}, exc.status, str(exc)), nb
-        outcomes, status, message = self._run(cells, result)
-        return records.finish(result, self.a, credited(outcomes, self.a.cases), status, message), nb
-
-    def _run(self, cells, result) -> tuple[dict, str, str | None]:
-        """Execute and call every case; after a limit is hit, a fresh child goes on with the rest."""
-        deadline = time.monotonic() + self.worker.limits.timeout
-        pending = list(dict.fromkeys(c for cell in self.a.cells for c in cell.case_ids))
-        outcomes: dict[str, dict] = {}
-        status, message = "ok", None
-        result["seconds_per_case"] = {}
-
-        def fail_rest(case_status: str, text: str) -> None:
-            for case_id in pending:
-                outcomes[case_id] = {"passed": False, "status": case_status, "message": text}
-            pending.clear()
-
-        while pending:
-            if time.monotonic() >= deadline:
-                fail_rest("timeout", "not run: the submission's time limit was used up")
-                status, message = (status, message) if status != "ok" else ("timeout", "time limit exceeded")
-                break
-            run = self.worker.spawn(cells, deadline)
-            executed = False
-            try:
-                started = time.monotonic()
-                info = run.receive(self.worker.limits.timeout)
-                if not isinstance(info, dict):
-                    raise SandboxError("invalid-reply", "sent a reply the grader does not understand")
-                result["seconds_executing"] = round(time.monotonic() - started, 3)
-                executed = True
-                result["cell_errors"] = _cell_errors(info.get("cell_errors"))
-                while pending:
-                    case_id = pending[0]
-                    case = self.a.cases[case_id]
-                    inputs, expected = self.a.prepared[case_id]
-                    started = time.monotonic()
-                    reply = run.request(case.driver, inputs, case.timeout)
-                    result["seconds_per_case"][case_id] = round(time.monotonic() - started, 3)
-                    pending.pop(0)
-                    outcomes[case_id] = self._judge(case, inputs, reply["output"], expected)
-                    if outcomes[case_id]["status"] == "memory" and status == "ok":
-                        status, message = "memory", "memory limit exceeded"
-            except SandboxError as exc:
-                where = f"while running {pending[0]}" if executed else "while executing the notebook"
-                text = f"{exc} {where}"
-                if not executed:
-                    fail_rest(exc.status, f"not run: {text}")  # the notebook itself never finished
-                elif pending:
-                    outcomes[pending.pop(0)] = {"passed": False, "status": exc.status, "message": text}
-                if status == "ok":
-                    status, message = exc.status, text
-            finally:
-                how = run.close()
-                result["output"] = run.output_text()
-                result["output_bytes"] = run.output_bytes
-            if status == "crashed" and message and not message.endswith(")"):
-                message = f"{message} ({how})"
-        return outcomes, status, message
-
-    def _judge(self, case: Case, inputs, output, expected) -> dict:
-        if is_error(output):  # the driver itself failed (e.g. unsendable result)
-            if memory_error(output):
-                return {"passed": False, "status": "memory", "message": "memory limit exceeded"}
-            return {"passed": False, "status": "error",
-                    "message": f"{output['__error__']}: {output['message']}"}
-        if isinstance(output, dict) and memory_error(output.get("error")):
+def _outcome(case: Case, inputs, output, expected) -> dict:
+    if is_error(output):  # the driver itself failed (e.g. unsendable result)
+        if memory_error(output):
             return {"passed": False, "status": "memory", "message": "memory limit exceeded"}
-        verdict = judge(case, inputs, output, expected)
-        return {"passed": verdict is None, "status": "pass" if verdict is None else "fail",
-                "message": None if verdict is None else clean_text(verdict, 500)}
+        return {"passed": False, "status": "error", "message": f"{output['__error__']}: {output['message']}"}
+    if isinstance(output, dict) and memory_error(output.get("error")):
+        return {"passed": False, "status": "memory", "message": "memory limit exceeded"}
+    verdict = judge(case, inputs, output, expected)
+    return {"passed": verdict is None, "status": "pass" if verdict is None else "fail",
+            "message": None if verdict is None else clean_text(verdict, 500)}
 
 
 def _cell_errors(value) -> list[dict]:
@@ -271,59 +182,95 @@ def _cell_errors(value) -> list[dict]:
         if isinstance(value, list) else []
 
 
-# --------------------------------------------------------------------------- the whole run
-def grade_all(assignment: Assignment, subs: list[Submission], recorder: records.Recorder, *,
-              workers: int, limits: Limits, sandbox: bool, progress,
-              seed: int | None = None, clock: dict | None = None) -> list[dict]:
-    """Grade `subs` on `workers` sandbox workers; each result is recorded as soon as it is known.
+class _Invalid(Exception):
+    pass
 
-    The workers start (imports, sandbox) while this process draws the inputs and reference outputs.
-    """
-    if not subs:
-        return []
-    pool = Queue()
-    started = []
+
+def _decoded(raw, limits: Limits):
+    """A reply's bytes as the channel decodes them, size-checked here whoever read them first."""
+    if not isinstance(raw, bytes) or len(raw) > limits.max_message:
+        raise _Invalid("sent a reply the grader does not understand")
     try:
-        setup = sandbox_setup(assignment, sandbox)
-        for i in range(max(1, min(workers, len(subs)))):
-            w = Worker(i, setup, limits, log=recorder.out / f".worker-{i}.log")
-            w.launch()
-            started.append(w)
-        if not assignment.prepared:
-            prepare(assignment, seed)
-        for w in started:
-            w.wait_ready()
-            pool.put(w)
-        if clock is not None:
-            clock["ready"] = time.monotonic()  # start-up done: what follows is the steady state
-        layers = started[0].layers if started else []
+        return decode(raw, limits.max_message)
+    except ValueError as exc:
+        raise _Invalid(f"sent something that is not plain data ({exc})") from None
 
-        def one(sub: Submission):
-            w = pool.get()
-            nb = None
+
+def _seconds(value) -> float:
+    return round(float(value), 3) if isinstance(value, (int, float)) else 0.0
+
+
+# --------------------------------------------------------------------------- scoring
+def reject(sub: Submission, assignment: Assignment, drawn: Draw, exc: Rejected) -> Result:
+    return Result.of(sub, assignment, drawn.seed).score_cells(assignment, {}, exc.status, str(exc))
+
+
+def failed(sub: Submission, assignment: Assignment, drawn: Draw, status: str, message: str) -> Result:
+    return Result.of(sub, assignment, drawn.seed).score_cells(assignment, {}, status, clean_text(message))
+
+
+def score(sub: Submission, assignment: Assignment, drawn: Draw, transcript: dict, limits: Limits) -> Result:
+    """Replay a sandbox's transcript (see :func:`autograder.engine.execute`): decode each reply,
+    judge it against the expected outputs, and score the cells."""
+    result = Result.of(sub, assignment, drawn.seed)
+    pending = [c for c, *_ in calls(assignment, drawn)]
+    outcomes: dict[str, dict] = {}
+    status, message = "ok", None
+
+    def fail_rest(case_status: str, text: str) -> None:
+        for case_id in pending:
+            outcomes[case_id] = {"passed": False, "status": case_status, "message": text}
+        pending.clear()
+
+    def problem(case_status: str, text: str) -> None:
+        nonlocal status, message
+        if status == "ok":
+            status, message = case_status, text
+
+    for event in transcript["events"]:
+        kind = event[0]
+        if kind == "executed":  # ["executed", seconds, info bytes]
+            result.seconds_executing = _seconds(event[1])
             try:
-                res, nb = Grader(assignment, w).grade(sub)
-            except Exception as exc:  # noqa: BLE001 -- a grader fault is recorded, never fatal
-                if w.alive():
-                    w.stop()
-                res = records.finish(records.new_result(sub, assignment), assignment, {},
-                                     "grader-error", f"{type(exc).__name__}: {exc}")
-            finally:
-                pool.put(w)
-            res["sandbox"] = {"enabled": sandbox, "layers": layers, "limits": vars(limits)}
-            return res, nb
-
-        results = []
-        with ThreadPoolExecutor(max_workers=len(started) or 1) as ex:
-            futures = {ex.submit(one, s): s for s in subs}
-            for fut in as_completed(futures):
-                res, nb = fut.result()
-                recorder.save(futures[fut], res, nb)
-                results.append(res)
-                progress(res)
-        return results
-    finally:
-        for w in started:
-            w.release()
-        if started and started[0].setup.cgroups is not None:
-            started[0].setup.cgroups.close()
+                info = _decoded(event[2], limits)
+            except _Invalid as exc:
+                info = None
+                problem("invalid-reply", f"{exc} while executing the notebook")
+            result.cell_errors = _cell_errors(info.get("cell_errors") if isinstance(info, dict) else None)
+        elif kind == "reply" and pending:  # ["reply", case id, seconds, reply bytes]
+            case_id = pending.pop(0)
+            case = assignment.cases[case_id]
+            result.seconds_per_case[case_id] = _seconds(event[2])
+            try:
+                reply = _decoded(event[3], limits)
+                if not isinstance(reply, dict) or "output" not in reply:
+                    raise _Invalid("sent a reply the grader does not understand")
+            except _Invalid as exc:
+                text = f"{exc} while running {case_id}"
+                outcomes[case_id] = {"passed": False, "status": "invalid-reply", "message": text}
+                problem("invalid-reply", text)
+                continue
+            outcomes[case_id] = _outcome(case, drawn.inputs[case_id], reply["output"], drawn.expected[case_id])
+            if outcomes[case_id]["status"] == "memory":
+                problem("memory", "memory limit exceeded")
+        elif kind == "error":  # ["error", executed, status, text]: a limit hit or the process died
+            case_status, text = clean_text(event[2], 40), clean_text(event[3], 500)
+            if not event[1]:
+                fail_rest(case_status, f"not run: {text}")  # the notebook itself never finished
+            elif pending:
+                outcomes[pending.pop(0)] = {"passed": False, "status": case_status, "message": text}
+            problem(case_status, text)
+        elif kind == "closed":  # ["closed", how the process ended]
+            if status == "crashed" and message and not message.endswith(")"):
+                message = f"{message} ({clean_text(event[1], 200)})"
+        elif kind == "timeout":
+            fail_rest("timeout", "not run: the submission's time limit was used up")
+            problem("timeout", "time limit exceeded")
+    if pending:  # a transcript that stops early: never credit what did not run
+        fail_rest("grader-error", "not run: the grading engine returned no reply for it")
+        problem("grader-error", "the grading engine's transcript ended early")
+    output = transcript.get("output", b"")
+    result.output = clean_text(output[:Run.OUTPUT_KEPT].decode("utf-8", "replace")
+                               if isinstance(output, bytes) else "", Run.OUTPUT_KEPT)
+    result.output_bytes = int(transcript.get("output_bytes") or 0)
+    return result.score_cells(assignment, credited(outcomes, assignment.cases), status, message)

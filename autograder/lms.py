@@ -19,7 +19,7 @@ import os
 import re
 from pathlib import Path, PurePosixPath
 
-from autograder.inputs import CANVAS, MOODLE
+from autograder.submissions import CANVAS, MOODLE
 from autograder.records import total_points
 
 PLATFORM_ID = re.compile(r"^(?P<name>.+)_(?P<user>\d+)$")

@@ -23,7 +23,8 @@ from pathlib import Path
 import nbformat
 
 from autograder.channel import clean_text
-from autograder.inputs import Submission, student_id
+from autograder.course import nbgrader_config
+from autograder.submissions import Submission, content_address, student_id
 
 # score/max_score: the autograded points this grader decides. manual_*: the hand-graded points (e.g.
 # a written answer) from nbgrader's gradebook, empty until graded in formgrader. late_penalty: what
@@ -35,38 +36,9 @@ UNSANDBOXED = ("Graded WITHOUT the sandbox (--allow-unsandboxed): the submission
                "grader's own permissions.")
 
 
-# --------------------------------------------------------------------------- the result record
-def new_result(sub: Submission, assignment) -> dict:
-    return {"student_id": sub.student_id, "assignment": assignment.name, "submitted_file": sub.filename,
-            "origin": sub.origin, "sha256": sub.sha256, "submitted_at": sub.submitted_at,
-            "submitted_at_source": sub.time_source, "earlier_attempts": len(sub.earlier),
-            "seed": assignment.seed, "cell_errors": [], "output": "", "output_bytes": 0}
-
-
 def student_dir(out: Path, student_id: str) -> Path:
     """A student's folder: under OUT/students/, where no id can meet the grader's own files."""
     return out / "students" / student_id
-
-
-def finish(result: dict, assignment, outcomes: dict, status: str, message: str | None) -> dict:
-    """Points per test cell: all its cases passed, else 0 (nbgrader's rule)."""
-    tests, score = [], 0.0
-    for cell in assignment.cells:
-        cases = [{"case": c, **outcomes.get(c, {"passed": False, "status": status,
-                                                  "message": message or "not run"})}
-                 for c in cell.case_ids]
-        passed = all(c["passed"] for c in cases)
-        points = cell.points if passed else 0.0
-        score += points
-        tests.append({"grade_id": cell.grade_id, "points": points, "max_points": cell.points,
-                      "passed": passed, "cases": cases})
-    if status in ("invalid-notebook", "wrong-assignment"):
-        score = 0.0
-        for t in tests:
-            t["points"], t["passed"] = 0.0, False
-    result.update(status=status, message=message, score=score, max_score=assignment.max_score,
-                  tests=tests, graded_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-    return result
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -77,7 +49,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 # --------------------------------------------------------------------------- journal
 class Journal:
-    """Append-only record of finished submissions: ``{"student_id", "sha256"}`` per line."""
+    """Append-only record of finished submissions, one line each: ``{"key", "student_id", "sha256"}``
+    with the content address ``assignment/student/sha256``, so a rerun skips what is done."""
 
     def __init__(self, out: Path):
         self.path = out / ".journal"
@@ -96,7 +69,8 @@ class Journal:
 
     def add(self, result: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"student_id": result["student_id"], "sha256": result["sha256"]}) + "\n")
+            fh.write(json.dumps({"key": content_address(result["assignment"], result["student_id"], result["sha256"]),
+                                 "student_id": result["student_id"], "sha256": result["sha256"]}) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
         self.done[result["student_id"]] = result["sha256"]
@@ -212,7 +186,7 @@ class Gradebook:
         except MissingEntry:
             pass
         from nbgrader.preprocessors import ClearSolutions, ComputeChecksums, SaveCells
-        nb = nbformat.read(self.a.source, as_version=4)
+        nb = copy.deepcopy(self.a.notebook)
         resources = {"nbgrader": {"notebook": self.notebook, "assignment": self.a.name,
                                   "db_url": self.url}, "language": "python"}
         self.gb.update_or_create_assignment(self.a.name)
@@ -288,46 +262,14 @@ class Gradebook:
         self.gb.close()
 
 
-def nbgrader_config(root: Path):
-    """The nbgrader configuration nbgrader's own commands would read for this course: every
-    ``nbgrader_config.py`` on Jupyter's config path, then the course folder's (the instructor's
-    trusted files; e.g. ``AssignLatePenalties.plugin_class``, ``LateSubmissionPlugin.penalty_method``)."""
-    from jupyter_core.paths import jupyter_config_path
-    from traitlets.config import Config
-    from traitlets.config.loader import PyFileConfigLoader
-    config = Config()
-    for folder in [*reversed(jupyter_config_path()), str(root)]:
-        if (Path(folder) / "nbgrader_config.py").is_file():
-            config.merge(PyFileConfigLoader("nbgrader_config.py", folder).load_config())
-    if str(root) not in sys.path:  # a plugin class named in the course's config lives beside it
-        sys.path.append(str(root))
-    return config
-
-
 def _answered_cells(sub_nb, assignment) -> set:
     """grade_ids of the submission's solution/task cells that differ from the released stub."""
     if sub_nb is None:
         return set()
-    stubs = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in released_stubs(assignment.source).cells}
+    stubs = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in assignment.stubs.cells}
     return {gid for c in sub_nb.cells
             if (gid := c.get("metadata", {}).get("nbgrader", {}).get("grade_id")) in stubs
             and isinstance(c.get("source"), str) and c.source != stubs[gid]}
-
-
-@functools.lru_cache(maxsize=4)
-def released_stubs(source: Path):
-    """The source notebook as students receive it: solutions replaced by their stubs."""
-    from nbgrader.preprocessors import ClearSolutions
-    nb, _ = ClearSolutions().preprocess(copy.deepcopy(released_source(source)), {"language": "python"})
-    return nb
-
-
-@functools.lru_cache(maxsize=4)
-def released_source(source: Path):
-    """The source notebook with hidden tests removed, as nbgrader releases it."""
-    from nbgrader.preprocessors import ClearHiddenTests
-    released, _ = ClearHiddenTests().preprocess(nbformat.read(source, as_version=4), {})
-    return released
 
 
 def autograded_notebook(sub_nb, assignment, result: dict):
@@ -335,7 +277,7 @@ def autograded_notebook(sub_nb, assignment, result: dict):
 
     Nothing the submission stored is rendered in an instructor's browser: its outputs and attachments
     are dropped and raw HTML in its markdown is shown as text."""
-    released = released_source(assignment.source)
+    released = assignment.released
     tests = {t["grade_id"]: t for t in result["tests"]}
     by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in released.cells}
     nb = copy.deepcopy(sub_nb) if sub_nb is not None else copy.deepcopy(released)
@@ -391,8 +333,10 @@ class Recorder:
         self.journal = Journal(out)
         self.gradebook = Gradebook(assignment) if gradebook else None
 
-    def save(self, sub: Submission, result: dict, sub_nb=None) -> None:
-        """Everything for one submission; a failure here is that student's recorded error."""
+    def save(self, sub: Submission, result, sub_nb=None) -> None:
+        """Everything for one submission's :class:`~autograder.grade.Result` (scored already); a
+        failure here is that student's recorded error."""
+        result = result.as_record()
         try:
             self._save(sub, result, sub_nb)
         except Exception as exc:  # noqa: BLE001 -- one student's record never stops the run

@@ -552,6 +552,10 @@ class Run:
             self._keep(chunk)
 
     def receive(self, timeout: float):
+        return self.receive_raw(timeout)[0]
+
+    def receive_raw(self, timeout: float):
+        """The next reply, decoded (size- and budget-checked), and its bytes as received."""
         until = min(time.monotonic() + timeout, self.deadline)
         self._pump(until, HEADER.size)
         (n,) = HEADER.unpack(self.buffer[:HEADER.size])
@@ -562,7 +566,7 @@ class Run:
         data = bytes(self.buffer[HEADER.size:HEADER.size + n])
         del self.buffer[:HEADER.size + n]
         try:
-            return decode(data, self.worker.limits.max_message)
+            return decode(data, self.worker.limits.max_message), data
         except ValueError as exc:
             raise SandboxError("invalid-reply", f"sent something that is not plain data ({exc})") from None
 
@@ -577,10 +581,10 @@ class Run:
             raise SandboxError("crashed", "the submission's process stopped reading") from None
         finally:
             self.channel.setblocking(False)
-        reply = self.receive(timeout)
+        reply, raw = self.receive_raw(timeout)
         if not isinstance(reply, dict) or "output" not in reply:
             raise SandboxError("invalid-reply", "sent a reply the grader does not understand")
-        return reply
+        return reply, raw
 
     def close(self) -> str:
         """End the submission (whatever state it is in) and everything it started; how it ended."""

@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "grading"))
 from submissions import FIXTURE_COURSE, WRONG_TINY, submission  # noqa: E402
 
 from autograder.__main__ import main  # noqa: E402
-from autograder.grade import load_assignment, prepare  # noqa: E402
-from autograder.inputs import discover  # noqa: E402
+from autograder.course import draw, load_assignment  # noqa: E402
+from autograder.submissions import discover  # noqa: E402
 from autograder.sandbox import Worker  # noqa: E402
 
 SOURCE = FIXTURE_COURSE / "solutions" / "tiny" / "tiny.ipynb"
@@ -88,12 +88,11 @@ def test_unknown_assignment_and_bad_path_exit_2(course, tmp_path, capsys):
 
 def test_hidden_inputs_are_drawn_per_run(course):
     a = load_assignment("tiny", course)
-    prepare(a, seed=1)
-    first = a.prepared["scale-hidden-2d"][0]["args"][0]
-    prepare(a)  # a fresh seed
-    second = a.prepared["scale-hidden-2d"][0]["args"][0]
+    first = draw(a, seed=1).inputs["scale-hidden-2d"]["args"][0]
+    drawn = draw(a)  # a fresh seed
+    second = drawn.inputs["scale-hidden-2d"]["args"][0]
     assert first.shape == second.shape and not np.allclose(first, second)
-    assert a.prepared["scale-visible"][0]["args"][0].tolist() == [0, 1, 2, 3]  # visible data stays fixed
+    assert drawn.inputs["scale-visible"]["args"][0].tolist() == [0, 1, 2, 3]  # visible data stays fixed
 
 
 # --------------------------------------------------------------------------- sandbox refusal

@@ -24,7 +24,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "grading"))
 from submissions import FIXTURE_COURSE, WRONG_TINY, submission  # noqa: E402
 
-from autograder.inputs import discover  # noqa: E402
+from autograder.submissions import discover  # noqa: E402
 from autograder.sandbox import FIRST_UID, UID_COUNT  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root")

@@ -54,6 +54,11 @@ class InputError(Exception):
     """A PATH argument that cannot be read as submissions, or ids that collide."""
 
 
+def content_address(assignment: str, student: str, sha256: str) -> str:
+    """What was graded, as the journal and the engines name it: ``assignment/student/sha256``."""
+    return f"{assignment}/{student}/{sha256}"
+
+
 def student_id(raw: str, user: str | None = None) -> str:
     """A safe id for folder names and the gradebook: Unicode letters and digits, ``_.-``; no leading
     dot; at most MAX_ID_BYTES of UTF-8. An LMS's numeric `user` id always ends it whole: a long name

@@ -1,0 +1,169 @@
+"""The Dask engine: submissions run in sandboxes on a cluster's workers; scoring stays here.
+
+Each worker that advertises sandbox slots (``dask worker ADDRESS --resources sandbox=K``) gets a
+:class:`SandboxPlugin` that builds the assignment's sandbox there once and keeps K zygotes warm. A task
+carries one submission's runnable cells and the run's calls (driver and inputs, scattered once); it
+returns :func:`autograder.engine.execute`'s transcript, plain data whose replies are the channel's
+undecoded bytes. Expected outputs and judges never leave the trusted process, which scores each
+transcript as it arrives (``as_completed``). A worker that cannot build the sandbox gives its slots
+up (the scheduler sends the tasks elsewhere) and says why in the same sentence as the CLI; a worker
+lost mid-task is the scheduler's to retry on another one, so each submission yields one transcript.
+
+Dask runs pickled callables that clients send: the cluster is instructor infrastructure, reachable
+only by the grader (README, "Grading at scale": TLS).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from pathlib import Path
+from queue import Queue
+from typing import Iterable, Iterator
+
+from distributed import Client, Reschedule, WorkerPlugin, as_completed, get_worker
+
+from autograder.api import GradingError
+from autograder.engine import SandboxSpec, Task, execute
+from autograder.sandbox import Limits, Refused, Worker
+
+logger = logging.getLogger("autograder.cluster")
+RESOURCE = "sandbox"
+
+
+class NoSandboxSlots(GradingError):
+    """No worker of the cluster offers sandbox slots."""
+
+
+class SandboxPlugin(WorkerPlugin):
+    """One assignment's sandbox on one Dask worker: a zygote per advertised slot, started once."""
+
+    def __init__(self, spec: SandboxSpec, limits: Limits):
+        self.spec, self.limits = spec, limits
+        self.zygotes: list[Worker] = []
+        self.refused: str | None = None
+        self.setup_ = None
+
+    async def setup(self, worker) -> None:
+        self.pool: Queue = Queue()
+        self.zygotes, self.refused = [], None
+        slots = int(worker.state.total_resources.get(RESOURCE, 0))
+        if slots < 1:
+            return
+        try:
+            self.setup_ = self.spec.setup()
+            for i in range(slots):  # launched from the worker's own thread, which lives as long as it
+                z = Worker(i, self.setup_, self.limits,
+                           log=Path(worker.local_directory) / f"autograder-sandbox-{i}.log")
+                self.zygotes.append(z)
+                z.launch()
+            await asyncio.get_running_loop().run_in_executor(None, self._wait_ready)
+        except Refused as exc:
+            self.refused = str(exc)
+            logger.warning("%s: %s", worker.address, self.refused)
+            self._release()
+            await worker.set_resources(**{RESOURCE: 0})  # the scheduler sends its tasks elsewhere
+
+    def _wait_ready(self) -> None:
+        for z in self.zygotes:
+            z.wait_ready()
+            self.pool.put(z)
+
+    def state(self) -> dict:
+        return {"slots": len(self.zygotes), "refused": self.refused,
+                "layers": self.zygotes[0].layers if self.zygotes else []}
+
+    def _release(self) -> None:
+        for z in self.zygotes:
+            z.release()
+        self.zygotes = []
+        if self.setup_ is not None and self.setup_.cgroups is not None:
+            self.setup_.cgroups.close()
+        self.setup_ = None
+
+    def teardown(self, worker) -> None:
+        self._release()
+
+
+def _plugin(name: str) -> SandboxPlugin:
+    return get_worker().plugins[name]
+
+
+def _state(name: str, dask_worker=None) -> dict:
+    plugin = dask_worker.plugins.get(name)
+    return plugin.state() if plugin is not None else {"slots": 0, "refused": None, "layers": []}
+
+
+def run_submission(plugin: str, calls, cells) -> dict:
+    """A task: one submission on one of this worker's warm sandboxes; its transcript."""
+    p = _plugin(plugin)
+    if p.refused or not p.zygotes:
+        logger.warning("refusing a grading task: %s", p.refused or "no sandbox slots here")
+        raise Reschedule()
+    z = p.pool.get()
+    try:
+        return execute(z, cells, calls)
+    except Exception:
+        if z.alive():
+            z.stop()  # the next task starts a fresh zygote
+        raise
+    finally:
+        p.pool.put(z)
+
+
+class Dask:
+    """The engine for ``--engine tcp://scheduler:8786`` or a ``distributed.Client``."""
+
+    def __init__(self, target: str | Client):
+        self.target = target
+        self.client: Client | None = None
+        self.layers: list[str] = []
+        self.name = f"autograder-sandbox-{uuid.uuid4().hex[:12]}"
+        self.workers: dict[str, dict] = {}
+
+    @property
+    def refusals(self) -> dict[str, str]:
+        return {addr: s["refused"] for addr, s in self.workers.items() if s.get("refused")}
+
+    def open(self, spec: SandboxSpec, limits: Limits, tasks: int, log_dir: Path) -> None:
+        self.client = self.target if isinstance(self.target, Client) else Client(self.target, timeout="60s")
+        self.client.register_plugin(SandboxPlugin(spec, limits), name=self.name)
+
+    def ready(self) -> None:
+        self.workers = self.client.run(_state, self.name)
+        ready = [s for s in self.workers.values() if s["slots"] and not s["refused"]]
+        if not ready:
+            if self.refusals:
+                raise Refused(next(iter(self.refusals.values())))
+            raise NoSandboxSlots(f"no worker of the Dask cluster at {self.client.scheduler.address} offers "
+                                 f"sandbox slots: start workers with --resources {RESOURCE}=K (see README)")
+        self.layers = ready[0]["layers"]
+
+    def run(self, calls, tasks: Iterable[Task]) -> Iterator[tuple[Task, dict | BaseException]]:
+        """(task, transcript or the task's exception), as each finishes. The calls travel once to
+        each worker; a task's key is its content address plus this run's id."""
+        [shared] = self.client.scatter([calls], broadcast=True, hash=False)
+        futures = {}
+        for t in tasks:
+            f = self.client.submit(run_submission, self.name, shared, t.cells, key=f"{t.key}/{self.name}",
+                                   resources={RESOURCE: 1}, pure=False)
+            futures[f.key] = (f, t)
+        for f in as_completed([f for f, _ in futures.values()]):
+            _, t = futures.pop(f.key)
+            try:
+                yield t, f.result()
+            except Exception as exc:  # noqa: BLE001 -- e.g. KilledWorker after repeated worker deaths
+                yield t, exc
+            f.release()
+        shared.release()
+
+    def close(self) -> None:
+        if self.client is None:
+            return
+        try:
+            self.client.unregister_worker_plugin(self.name)  # its teardown stops the zygotes
+        except Exception:  # noqa: BLE001 -- a worker gone already has nothing to stop
+            pass
+        if self.client is not self.target:
+            self.client.close()
+        self.client = None

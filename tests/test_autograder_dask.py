@@ -1,0 +1,168 @@
+"""Grading on a Dask cluster: two worker processes on loopback, each hosting the sandbox.
+
+The same submissions get the same grades as on the local engine, and a worker killed mid-run loses
+nothing: its task runs again elsewhere and every submission is recorded exactly once. Needs root.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "grading"))
+from submissions import FIXTURE_COURSE, WRONG_TINY, released, submission  # noqa: E402
+
+from autograder.__main__ import main  # noqa: E402
+
+distributed = pytest.importorskip("distributed")
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENTS = ["optimizers", "classification", "backprop"]
+pytestmark = [pytest.mark.dask, pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root")]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, resources={"sandbox": 1},
+                                  dashboard_address=":0", host="127.0.0.1") as c:
+        yield c
+
+
+def rows(out: Path) -> dict[str, dict]:
+    return {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
+
+
+def graded_tests(out: Path, sid: str) -> list:
+    result = json.loads((out / "students" / sid / "results.json").read_text())
+    return [(t["grade_id"], t["points"], [(c["case"], c["status"]) for c in t["cases"]]) for t in result["tests"]]
+
+
+def wrong(source: Path) -> bytes:
+    """The reference with its first function left as the released stub: some points, not all."""
+    stubs = released(source)
+    first = next(c for c in stubs.cells if c.metadata.get("nbgrader", {}).get("solution")
+                 and c.cell_type == "code" and "NotImplementedError" in c.source)
+    return submission(source, reference=True, solutions={first.metadata.nbgrader.grade_id: first.source})
+
+
+@pytest.mark.parametrize("a", ASSIGNMENTS)
+def test_the_cluster_grades_as_the_local_engine(a, cluster, tmp_path):
+    source = ROOT / "solutions" / a / f"{a}.ipynb"
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / "reference.ipynb").write_bytes(source.read_bytes())
+    (inbox / "blank.ipynb").write_bytes(submission(source))
+    (inbox / "wrong.ipynb").write_bytes(wrong(source))
+    common = ["grade", a, str(inbox), "--root", str(ROOT), "--no-gradebook", "--seed", "7"]
+    assert main(common + ["--out", str(tmp_path / "local"), "--workers", "2"]) == 0
+    assert main(common + ["--out", str(tmp_path / "dask"), "--engine", cluster.scheduler_address]) == 0
+    local, dask = rows(tmp_path / "local"), rows(tmp_path / "dask")
+    top = float(local["reference"]["max_score"])
+    assert float(local["reference"]["score"]) == top > 0 and float(local["blank"]["score"]) == 0.0
+    assert 0 < float(local["wrong"]["score"]) < top
+    for sid in ("reference", "blank", "wrong"):
+        assert {k: dask[sid][k] for k in ("score", "status", "message", "sha256")} == \
+               {k: local[sid][k] for k in ("score", "status", "message", "sha256")}
+        assert graded_tests(tmp_path / "dask", sid) == graded_tests(tmp_path / "local", sid)
+    sandbox = json.loads((tmp_path / "dask" / "students" / "reference" / "results.json").read_text())["sandbox"]
+    assert sandbox["enabled"] is True and sandbox["layers"]
+
+
+SLOW = "import time\ntime.sleep(3)"  # long enough to be killed in the middle of it
+
+
+def test_a_worker_killed_mid_run_loses_nothing_and_records_nothing_twice(tmp_path):
+    from autograder.api import grade
+    source = FIXTURE_COURSE / "solutions" / "tiny" / "tiny.ipynb"
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    expected = {}
+    for i in range(3):
+        (inbox / f"ref{i}.ipynb").write_bytes(submission(source, reference=True, before=[SLOW]))
+        (inbox / f"wrong{i}.ipynb").write_bytes(submission(source, solutions=WRONG_TINY, before=[SLOW]))
+        expected |= {f"ref{i}": 3.0, f"wrong{i}": 0.0}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, resources={"sandbox": 1},
+                                  dashboard_address=":0", host="127.0.0.1") as cl, distributed.Client(cl) as client:
+        pids = client.run(os.getpid)
+        killed = {}
+
+        def kill_one_busy_worker():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                busy = {w: keys for w, keys in client.processing().items() if keys and w in pids}
+                if busy:
+                    time.sleep(1.0)  # inside its submission, not before it
+                    worker, keys = next(iter(busy.items()))
+                    killed.update(worker=worker, keys=list(keys))
+                    os.kill(pids[worker], signal.SIGKILL)
+                    return
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_one_busy_worker)
+        killer.start()
+        summary = grade("tiny", [inbox], out=tmp_path / "out", engine=client, root=FIXTURE_COURSE,
+                        gradebook=False)
+        killer.join()
+    assert killed["keys"], "no worker was busy to be killed"
+    assert len(summary.results) == 6
+    assert {r.student_id: r.score for r in summary.results} == expected
+    assert all(r.status == "ok" for r in summary.results)
+    got = rows(tmp_path / "out")
+    assert {s: float(r["score"]) for s, r in got.items()} == expected
+    journal = [json.loads(line) for line in (tmp_path / "out" / ".journal").read_text().splitlines()]
+    assert sorted(e["student_id"] for e in journal) == sorted(expected)  # each once
+    assert all(e["key"] == f"tiny/{e['student_id']}/{e['sha256']}" for e in journal)
+    lines = (tmp_path / "out" / "grades.csv").read_text().splitlines()
+    assert len(lines) == 1 + len(expected)
+
+
+BROKEN = [sys.executable, str(Path(__file__).parent / "fixtures" / "grading" / "broken_worker.py")]
+
+
+def _grading_inbox(tmp_path: Path) -> Path:
+    source = FIXTURE_COURSE / "solutions" / "tiny" / "tiny.ipynb"
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for i in range(4):
+        (inbox / f"ref{i}.ipynb").write_bytes(submission(source, reference=True))
+    return inbox
+
+
+def test_a_worker_without_a_sandbox_refuses_and_the_others_grade(tmp_path, monkeypatch):
+    from autograder.api import grade
+    from autograder.sandbox import Worker
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, resources={"sandbox": 1},
+                                  dashboard_address=":0") as cl, distributed.Client(cl) as client:
+        refusing = next(iter(cl.workers.values()))
+        launch = Worker.launch
+
+        def broken_on_one(self):  # that worker's host lacks a layer: its zygote refuses
+            if str(self.log).startswith(refusing.local_directory):
+                self.command = BROKEN
+            launch(self)
+        monkeypatch.setattr(Worker, "launch", broken_on_one)
+        warnings = []
+        summary = grade("tiny", [_grading_inbox(tmp_path)], out=tmp_path / "out", engine=client,
+                        root=FIXTURE_COURSE, gradebook=False, warn=warnings.append)
+    assert sorted((r.student_id, r.score, r.status) for r in summary.results) == \
+           [(f"ref{i}", 3.0, "ok") for i in range(4)]
+    [said] = warnings
+    assert refusing.address in said and "Refusing to grade" in said and "the namespace layer is missing" in said
+
+
+def test_no_worker_with_a_sandbox_refuses_as_the_cli_does(tmp_path, monkeypatch, capsys):
+    from autograder.sandbox import Worker
+    monkeypatch.setattr(Worker, "command", BROKEN)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, resources={"sandbox": 1},
+                                  dashboard_address=":0") as cl:
+        code = main(["grade", "tiny", str(_grading_inbox(tmp_path)), "--out", str(tmp_path / "out"),
+                     "--root", str(FIXTURE_COURSE), "--no-gradebook", "--engine", cl.scheduler_address])
+    err = capsys.readouterr().err
+    assert code == 2 and "Refusing to grade" in err and "the namespace layer is missing" in err
+    assert not list((tmp_path / "out").glob("students/*/results.json"))
