@@ -124,7 +124,7 @@ def visible_data(assignment: str, root: Path | str = REPO_ROOT) -> dict:
 def graded_modules(assignment: str, root: Path | str = REPO_ROOT) -> list[str]:
     """Top-level modules besides the standard library that a submission of `assignment` can
     import when graded (its sandbox holds no other); the visible checks hold students to it."""
-    from autograder.grade import load_assignment
+    from autograder.course import load_assignment
     from autograder.sandbox import importable
     loaded = load_assignment(assignment, Path(root))
     return importable(loaded.packages, loaded.forbidden)
