@@ -3,7 +3,7 @@
 :func:`execute` runs one submission on a pre-warmed sandbox (:class:`autograder.sandbox.Worker`) and
 makes every call of the run; it returns a *transcript*, plain data only: events in order, each reply
 as the undecoded bytes of the bounded channel, and the first bytes the submission printed. It judges
-nothing and holds no expected output; :func:`autograder.grade.score` replays the transcript in the
+nothing and holds no expected output; :func:`autograder.scoring.score` replays the transcript in the
 trusted process. The same function runs in a thread of the grader (:class:`Local`, the default engine)
 or on a Dask worker (:mod:`autograder.cluster`).
 """

@@ -334,7 +334,7 @@ class Recorder:
         self.gradebook = Gradebook(assignment) if gradebook else None
 
     def save(self, sub: Submission, result, sub_nb=None) -> None:
-        """Everything for one submission's :class:`~autograder.grade.Result` (scored already); a
+        """Everything for one submission's :class:`~autograder.scoring.Result` (scored already); a
         failure here is that student's recorded error."""
         result = result.as_record()
         try:

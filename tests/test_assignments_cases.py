@@ -268,7 +268,7 @@ def test_a_broken_rule_fails_its_visible_check_and_costs_the_points_of_its_hidde
     visible check of that rule from the released data alone (a student's machine), under the rule's
     own name and nowhere else; graded, the hidden case of the rule fails too, and the submission
     loses the same points as it did before the visible rule cases existed."""
-    from autograder.grade import credited
+    from autograder.scoring import credited
 
     cases, _, module = loaded(assignment)
     ns = {**reference_ns(module), **overrides}

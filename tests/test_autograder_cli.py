@@ -197,3 +197,14 @@ def test_progress_bar_only_on_a_terminal():
         bar({"student_id": "ann"}), bar({"student_id": "bob"}), bar.close()
     assert "2/2" in tty.getvalue() and "#" * 30 in tty.getvalue()
     assert plain.getvalue() == ""
+
+
+# --------------------------------------------------------------------------- the API
+@root_only
+def test_the_api_function_stays_callable_call_after_call(course, tmp_path):
+    import autograder
+    (tmp_path / "ann.ipynb").write_bytes(REFERENCE)
+    for n in range(2):  # importing the API's own modules never replaces the public name
+        summary = autograder.grade("tiny", [tmp_path / "ann.ipynb"], out=tmp_path / f"out{n}", root=course,
+                                   workers=1, gradebook=False)
+        assert [(r["student_id"], r["score"]) for r in summary.rows] == [("ann", "3")]
