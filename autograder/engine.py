@@ -75,7 +75,10 @@ def execute(worker: Worker, cells: list[tuple[int, str]], calls: list[tuple[str,
                 events.append(["reply", case_id, round(time.monotonic() - started, 3), raw])
         except SandboxError as exc:
             where = f"while running {pending[0][0]}" if executed else "while executing the notebook"
-            events.append(["error", executed, exc.status, f"{exc} {where}"])
+            status, text = exc.status, f"{exc} {where}"
+            if status == "crashed" and not worker.alive():  # its zygote died: the machine's fault, not its own
+                status, text = "grader-error", f"the sandbox ended under the submission {where}"
+            events.append(["error", executed, status, text])
             if not executed:
                 pending.clear()
             elif pending:

@@ -208,3 +208,36 @@ def test_the_api_function_stays_callable_call_after_call(course, tmp_path):
         summary = autograder.grade("tiny", [tmp_path / "ann.ipynb"], out=tmp_path / f"out{n}", root=course,
                                    workers=1, gradebook=False)
         assert [(r["student_id"], float(r["score"])) for r in summary.rows] == [("ann", 3.0)]
+
+
+class FailsOnce:
+    """The local engine, except that `student`'s first task comes back as the engine's own error."""
+
+    def __init__(self, student: str):
+        from autograder.engine import Local
+        self.local, self.student, self.failed = Local(1), student, False
+
+    def __getattr__(self, name):
+        return getattr(self.local, name)
+
+    def run(self, calls, tasks):
+        for task, transcript in self.local.run(calls, tasks):
+            if f"/{self.student}/" in task.key and not self.failed:
+                self.failed, transcript = True, ConnectionError("worker lost")
+            yield task, transcript
+
+
+@root_only
+def test_an_engine_failure_is_regraded_by_a_rerun_not_kept(course, tmp_path):
+    import autograder
+    (tmp_path / "ann.ipynb").write_bytes(REFERENCE)
+    (tmp_path / "bob.ipynb").write_bytes(REFERENCE)
+    engine, paths = FailsOnce("bob"), [tmp_path / "ann.ipynb", tmp_path / "bob.ipynb"]
+    first = autograder.grade("tiny", paths, out=tmp_path / "out", root=course, engine=engine, gradebook=False)
+    assert {r["student_id"]: r["status"] for r in first.rows} == {"ann": "ok", "bob": "grader-error"}
+    again = autograder.grade("tiny", paths, out=tmp_path / "out", root=course, engine=engine, gradebook=False)
+    assert again.already_done == 1 and [r.student_id for r in again.results] == ["bob"]
+    assert {r["student_id"]: (r["status"], float(r["score"])) for r in again.rows} == \
+        {"ann": ("ok", 3.0), "bob": ("ok", 3.0)}
+    journal = [json.loads(line)["student_id"] for line in (tmp_path / "out" / ".journal").read_text().splitlines()]
+    assert sorted(journal) == ["ann", "bob"]  # each once: the failure was never journaled
