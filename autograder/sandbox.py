@@ -20,6 +20,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,8 +173,11 @@ class Cgroups:
 
     V1 = ("memory", "pids", "cpu")
 
-    def __init__(self, bases: dict[str, Path], v2: bool):
-        self.bases, self.v2 = bases, v2
+    def __init__(self, bases: dict[str, Path], v2: bool, run: str | None = None):
+        # A cgroup's name is "<grader pid>-<run id>-<name>": several runs share a process (API calls in
+        # threads, runs on one Dask worker), so the run id keeps their cgroups and their clean-up
+        # apart, while the pid lets a later run remove those of a grader killed with -9.
+        self.bases, self.v2, self.run = bases, v2, run or uuid.uuid4().hex[:16]
 
     @classmethod
     def find(cls, root: bool) -> "Cgroups":
@@ -204,8 +208,8 @@ class Cgroups:
         found = cls(bases, v2)
         found.clean_stale()
         found.janitor = subprocess.Popen(  # removes this run's cgroups even if the grader is killed
-            [sys.executable, "-I", "-m", "autograder.sandbox", "janitor", str(os.getpid()), str(int(v2)),
-             *map(str, bases.values())], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            [sys.executable, "-I", "-m", "autograder.sandbox", "janitor", str(os.getpid()), found.run,
+             str(int(v2)), *map(str, bases.values())], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, cwd="/", env={"PATH": "/usr/bin:/bin"}, start_new_session=True)
         return found
 
@@ -224,16 +228,20 @@ class Cgroups:
                     raise
 
     def create(self, name: str, limits: Limits) -> "Cgroup":
+        name = f"{os.getpid()}-{self.run}-{name}"
         group = Cgroup({k: b / name for k, b in self.bases.items()}, self.v2)
         group.make(limits)
         return group
 
     def clean_stale(self, owner: int | None = None) -> None:
-        """Remove the cgroups of runs whose grader is gone (e.g. killed with -9), or of `owner`'s run."""
+        """Remove the cgroups of runs whose grader is gone (e.g. killed with -9), or with `owner` (the
+        grader's pid) those of this run only, never another run of the same process."""
+        mine = f"{owner}-{self.run}-"
         for controller, base in self.bases.items():
             for folder in base.iterdir() if base.is_dir() else ():
                 pid = folder.name.split("-")[0]
-                if folder.is_dir() and pid.isdigit() and (int(pid) == owner if owner else not _alive(int(pid))):
+                if folder.is_dir() and pid.isdigit() and (folder.name.startswith(mine) if owner
+                                                          else not _alive(int(pid))):
                     Cgroup({controller: folder}, self.v2).destroy()
 
     def close(self) -> None:
@@ -432,7 +440,7 @@ class Worker:
         self.spawned += 1
         group = None
         if self.setup.cgroups is not None:
-            group = self.setup.cgroups.create(f"{os.getpid()}-{self.index}-{self.spawned}", self.limits)
+            group = self.setup.cgroups.create(f"{self.index}-{self.spawned}", self.limits)
         procs = group.procs_fds() if group is not None else []
         try:
             send_frame(self.control, {"op": "spawn"}, fds=procs)
@@ -617,12 +625,13 @@ def memory_error(output) -> bool:
                                  or "not enough memory" in output["message"])
 
 
-def janitor(owner: int, v2: bool, bases: list[str]) -> None:
-    """Wait until the grader `owner` ends (its end of our stdin closes), then remove its cgroups."""
+def janitor(owner: int, run: str, v2: bool, bases: list[str]) -> None:
+    """Wait until the run `run` of grader `owner` ends (its end of our stdin closes: the run closed
+    its cgroups, or the grader died), then remove that run's cgroups."""
     sys.stdin.buffer.read()
     names = ["v2"] if v2 else list(Cgroups.V1)
-    Cgroups(dict(zip(names, map(Path, bases))), v2).clean_stale(owner)
+    Cgroups(dict(zip(names, map(Path, bases))), v2, run).clean_stale(owner)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["janitor"]:
-    janitor(int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4:])
+    janitor(int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1", sys.argv[5:])
