@@ -15,6 +15,7 @@ only by the grader (README, "Grading at scale": TLS).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import uuid
 from pathlib import Path
@@ -143,18 +144,29 @@ class Dask:
         """(task, transcript or the task's exception), as each finishes. The calls travel once to
         each worker; a task's key is its content address plus this run's id."""
         [shared] = self.client.scatter([calls], broadcast=True, hash=False)
-        futures = {}
-        for t in tasks:
+        todo = iter(tasks)
+        # Back-pressure: at most a window of tasks is out, so finished transcripts waiting for the
+        # scorer (each up to Limits.max_transcript) stay a few per sandbox slot, as on one machine.
+        window = 2 * sum(s["slots"] for s in self.workers.values() if not s.get("refused")) or 1
+
+        def submit(t: Task):
             f = self.client.submit(run_submission, self.name, shared, t.cells, key=f"{t.key}/{self.name}",
                                    resources={RESOURCE: 1}, pure=False)
             futures[f.key] = (f, t)
-        for f in as_completed([f for f, _ in futures.values()]):
+            return f
+
+        futures: dict = {}
+        running = as_completed([submit(t) for t in itertools.islice(todo, window)])
+        for f in running:
             _, t = futures.pop(f.key)
             try:
                 yield t, f.result()
             except Exception as exc:  # noqa: BLE001 -- e.g. KilledWorker after repeated worker deaths
                 yield t, exc
             f.release()
+            nxt = next(todo, None)
+            if nxt is not None:
+                running.add(submit(nxt))
         shared.release()
 
     def close(self) -> None:

@@ -55,6 +55,7 @@ class Limits:
     cpus: float = 1.0  # CPU share of the whole submission (cgroup)
     max_output: int = 1 << 20  # bytes the submission may print
     max_message: int = 4 << 20  # bytes of one reply on the channel
+    max_transcript: int = 16 << 20  # bytes of all its replies together (what the grader holds per submission)
     max_file_bytes: int = 64 << 20  # largest file it may write
     tmp_mb: int = 256  # its private /tmp (charged to its memory too)
 
@@ -65,6 +66,10 @@ class SandboxError(Exception):
     def __init__(self, status: str, message: str):
         super().__init__(message)
         self.status = status
+
+
+class TranscriptFull(SandboxError):
+    """The submission's replies together used up its transcript budget: none of its calls runs any more."""
 
 
 class Refused(Exception):
@@ -562,14 +567,18 @@ class Run:
     def receive(self, timeout: float):
         return self.receive_raw(timeout)[0]
 
-    def receive_raw(self, timeout: float):
-        """The next reply, decoded (size- and budget-checked), and its bytes as received."""
+    def receive_raw(self, timeout: float, budget: int | None = None):
+        """The next reply, decoded (size- and budget-checked), and its bytes as received; a reply
+        larger than `budget` (what is left of the transcript's bytes) is refused unread."""
         until = min(time.monotonic() + timeout, self.deadline)
         self._pump(until, HEADER.size)
         (n,) = HEADER.unpack(self.buffer[:HEADER.size])
         if n > self.worker.limits.max_message:
             raise SandboxError("output-limit", f"sent a reply of {n} bytes "
                                                f"(limit {self.worker.limits.max_message})")
+        if budget is not None and n > budget:
+            raise TranscriptFull("output-limit", f"sent more than {self.worker.limits.max_transcript} bytes "
+                                                 f"of replies in all (the limit per submission)")
         self._pump(until, HEADER.size + n)
         data = bytes(self.buffer[HEADER.size:HEADER.size + n])
         del self.buffer[:HEADER.size + n]
@@ -578,7 +587,7 @@ class Run:
         except ValueError as exc:
             raise SandboxError("invalid-reply", f"sent something that is not plain data ({exc})") from None
 
-    def request(self, driver: str, inputs: dict, timeout: float):
+    def request(self, driver: str, inputs: dict, timeout: float, budget: int | None = None):
         from autograder.channel import encode
         data = encode({"driver": driver, "inputs": inputs})
         self.channel.setblocking(True)
@@ -589,7 +598,7 @@ class Run:
             raise SandboxError("crashed", "the submission's process stopped reading") from None
         finally:
             self.channel.setblocking(False)
-        reply, raw = self.receive_raw(timeout)
+        reply, raw = self.receive_raw(timeout, budget)
         if not isinstance(reply, dict) or "output" not in reply:
             raise SandboxError("invalid-reply", "sent a reply the grader does not understand")
         return reply, raw

@@ -241,3 +241,34 @@ def test_an_engine_failure_is_regraded_by_a_rerun_not_kept(course, tmp_path):
         {"ann": ("ok", 3.0), "bob": ("ok", 3.0)}
     journal = [json.loads(line)["student_id"] for line in (tmp_path / "out" / ".journal").read_text().splitlines()]
     assert sorted(journal) == ["ann", "bob"]  # each once: the failure was never journaled
+
+
+class Watching:
+    """The local engine, noting the reply bytes of each transcript that reaches the trusted process."""
+
+    def __init__(self):
+        from autograder.engine import Local
+        self.local, self.sizes = Local(1), []
+
+    def __getattr__(self, name):
+        return getattr(self.local, name)
+
+    def run(self, calls, tasks):
+        for task, transcript in self.local.run(calls, tasks):
+            self.sizes.append(sum(len(e[-1]) for e in transcript["events"] if e[0] in ("executed", "reply")))
+            yield task, transcript
+
+
+@root_only
+def test_replies_together_stay_within_the_transcript_budget(course, tmp_path):
+    import autograder
+    from autograder.sandbox import Limits
+    big = "import numpy as np\n\ndef {}(*args):\n    return np.zeros(150_000)\n"  # ~1.6 MB a value, ~3.2 MB a reply
+    (tmp_path / "hog.ipynb").write_bytes(submission(SOURCE, solutions={f: big.format(f) for f in ("scale", "total")}))
+    limits, engine = Limits(max_transcript=6 << 20), Watching()
+    summary = autograder.grade("tiny", [tmp_path / "hog.ipynb"], out=tmp_path / "out", root=course, engine=engine,
+                               limits=limits, gradebook=False)
+    [row] = summary.rows
+    assert (row["status"], float(row["score"])) == ("output-limit", 0.0)
+    assert f"more than {6 << 20} bytes of replies in all" in row["message"]
+    assert len(engine.sizes) == 1 and 3 << 20 < engine.sizes[0] <= 6 << 20  # the first reply kept, no more
