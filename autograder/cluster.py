@@ -36,6 +36,15 @@ class NoSandboxSlots(GradingError):
     """No worker of the cluster offers sandbox slots."""
 
 
+def _slots(worker) -> tuple[int, set]:
+    """The sandbox slots `worker` was started with, and the runs that withhold them now (a worker's
+    resources are shared by every run: a refusal takes its slots until the last refusing run ends)."""
+    if not hasattr(worker, "_autograder_slots"):
+        worker._autograder_slots = int(worker.state.total_resources.get(RESOURCE, 0))
+        worker._autograder_refusing = set()
+    return worker._autograder_slots, worker._autograder_refusing
+
+
 class SandboxPlugin(WorkerPlugin):
     """One assignment's sandbox on one Dask worker: a zygote per advertised slot, started once."""
 
@@ -44,12 +53,17 @@ class SandboxPlugin(WorkerPlugin):
         self.zygotes: list[Worker] = []
         self.refused: str | None = None
         self.setup_ = None
+        self.run = uuid.uuid4().hex
 
     async def setup(self, worker) -> None:
         self.pool: Queue = Queue()
         self.zygotes, self.refused = [], None
-        slots = int(worker.state.total_resources.get(RESOURCE, 0))
+        slots, refusing = _slots(worker)
         if slots < 1:
+            return
+        if refusing:  # said, never a silent worker without slots
+            self.refused = "its sandbox slots are withheld: another grading run could not build its sandbox there"
+            logger.warning("%s: %s", worker.address, self.refused)
             return
         try:
             self.setup_ = self.spec.setup()
@@ -63,6 +77,7 @@ class SandboxPlugin(WorkerPlugin):
             self.refused = str(exc)
             logger.warning("%s: %s", worker.address, self.refused)
             self._release()
+            refusing.add(self.run)
             await worker.set_resources(**{RESOURCE: 0})  # the scheduler sends its tasks elsewhere
 
     def _wait_ready(self) -> None:
@@ -82,8 +97,13 @@ class SandboxPlugin(WorkerPlugin):
             self.setup_.cgroups.close()
         self.setup_ = None
 
-    def teardown(self, worker) -> None:
+    async def teardown(self, worker) -> None:
         self._release()
+        slots, refusing = _slots(worker)
+        if self.run in refusing:
+            refusing.discard(self.run)
+            if not refusing:  # the last run that refused here: the worker's slots are offered again
+                await worker.set_resources(**{RESOURCE: slots})
 
 
 def _plugin(name: str) -> SandboxPlugin:

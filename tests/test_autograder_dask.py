@@ -166,3 +166,31 @@ def test_no_worker_with_a_sandbox_refuses_as_the_cli_does(tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert code == 2 and "Refusing to grade" in err and "the namespace layer is missing" in err
     assert not list((tmp_path / "out").glob("students/*/results.json"))
+
+
+def test_a_refusal_ends_with_its_run_and_a_later_run_uses_the_worker_again(tmp_path, monkeypatch):
+    from autograder.api import grade
+    from autograder.sandbox import Worker
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, resources={"sandbox": 1},
+                                  dashboard_address=":0") as cl, distributed.Client(cl) as client:
+        refusing = next(iter(cl.workers.values()))
+        launch, broken, launched_there = Worker.launch, [True], []
+
+        def broken_once(self):  # a transient failure: only the first run's zygote on that worker refuses
+            if str(self.log).startswith(refusing.local_directory):
+                launched_there.append(broken[0])
+                if broken[0]:
+                    self.command = BROKEN
+            launch(self)
+        monkeypatch.setattr(Worker, "launch", broken_once)
+        warnings = []
+        first = grade("tiny", [_grading_inbox(tmp_path)], out=tmp_path / "out1", engine=client,
+                      root=FIXTURE_COURSE, gradebook=False, warn=warnings.append)
+        assert len(warnings) == 1 and refusing.address in warnings[0] and len(first.results) == 4
+        assert [dict(w.resources) for w in cl.scheduler.workers.values()] == [{"sandbox": 1}] * 2  # given back
+        broken[0], warnings = False, []
+        (tmp_path / "again").mkdir()
+        second = grade("tiny", [_grading_inbox(tmp_path / "again")], out=tmp_path / "out2", engine=client,
+                       root=FIXTURE_COURSE, gradebook=False, warn=warnings.append)
+    assert warnings == [] and sorted((r.score, r.status) for r in second.results) == [(3.0, "ok")] * 4
+    assert launched_there == [True, False]  # the second run built its sandbox on that worker again
