@@ -2,8 +2,8 @@
 
 Each worker that advertises sandbox slots (``dask worker ADDRESS --resources sandbox=K``) gets a
 :class:`SandboxPlugin` that builds the assignment's sandbox there once and keeps K zygotes warm. A task
-carries one submission's runnable cells and the run's calls (driver and inputs, scattered once); it
-returns :func:`autograder.engine.execute`'s transcript, plain data whose replies are the channel's
+carries one submission's runnable cells and the run's calls (driver and inputs, made once by a task of
+their own, so the scheduler can make them again after losing their workers); it returns :func:`autograder.engine.execute`'s transcript, plain data whose replies are the channel's
 undecoded bytes. Expected outputs and judges never leave the trusted process, which scores each
 transcript as it arrives (``as_completed``). A worker that cannot build the sandbox gives its slots
 up (the scheduler sends the tasks elsewhere) and says why in the same sentence as the CLI; a worker
@@ -18,6 +18,7 @@ import asyncio
 import itertools
 import logging
 import uuid
+from concurrent.futures import CancelledError
 from pathlib import Path
 from queue import Queue
 from typing import Iterable, Iterator
@@ -115,6 +116,11 @@ def _state(name: str, dask_worker=None) -> dict:
     return plugin.state() if plugin is not None else {"slots": 0, "refused": None, "layers": []}
 
 
+def _the_calls(calls):
+    """A task whose result is the run's calls: recomputable, unlike scattered data."""
+    return calls
+
+
 def run_submission(plugin: str, calls, cells) -> dict:
     """A task: one submission on one of this worker's warm sandboxes; its transcript."""
     p = _plugin(plugin)
@@ -161,29 +167,40 @@ class Dask:
         self.layers = ready[0]["layers"]
 
     def run(self, calls, tasks: Iterable[Task]) -> Iterator[tuple[Task, dict | BaseException]]:
-        """(task, transcript or the task's exception), as each finishes. The calls travel once to
-        each worker; a task's key is its content address plus this run's id."""
-        [shared] = self.client.scatter([calls], broadcast=True, hash=False)
+        """(task, transcript or the task's exception), as each finishes. The calls are made by a task
+        of their own, so the scheduler can make them again when the workers holding them are lost; a
+        task cancelled that way is sent again (twice at most). A task's key is its content address
+        plus this run's id."""
+        shared = self.client.submit(_the_calls, calls, key=f"calls/{self.name}", pure=False)
         todo = iter(tasks)
         # Back-pressure: at most a window of tasks is out, so finished transcripts waiting for the
         # scorer (each up to Limits.max_transcript) stay a few per sandbox slot, as on one machine.
         window = 2 * sum(s["slots"] for s in self.workers.values() if not s.get("refused")) or 1
+        futures: dict = {}
+        tries: dict[str, int] = {}
 
         def submit(t: Task):
-            f = self.client.submit(run_submission, self.name, shared, t.cells, key=f"{t.key}/{self.name}",
-                                   resources={RESOURCE: 1}, pure=False)
+            tries[t.key] = tries.get(t.key, 0) + 1
+            f = self.client.submit(run_submission, self.name, shared, t.cells,
+                                   key=f"{t.key}/{self.name}/{tries[t.key]}", resources={RESOURCE: 1}, pure=False)
             futures[f.key] = (f, t)
             return f
 
-        futures: dict = {}
         running = as_completed([submit(t) for t in itertools.islice(todo, window)])
         for f in running:
             _, t = futures.pop(f.key)
             try:
-                yield t, f.result()
+                transcript = f.result()
+            except CancelledError as exc:  # its inputs were lost with their workers: run it again
+                f.release()
+                if tries[t.key] < 3:
+                    running.add(submit(t))
+                    continue
+                transcript = exc
             except Exception as exc:  # noqa: BLE001 -- e.g. KilledWorker after repeated worker deaths
-                yield t, exc
+                transcript = exc
             f.release()
+            yield t, transcript
             nxt = next(todo, None)
             if nxt is not None:
                 running.add(submit(nxt))

@@ -1,7 +1,8 @@
 """Grading on a Dask cluster: two worker processes on loopback, each hosting the sandbox.
 
 The same submissions get the same grades as on the local engine, and a worker killed mid-run loses
-nothing: its task runs again elsewhere and every submission is recorded exactly once. Needs root.
+nothing: its task runs again elsewhere (or on the worker that replaces it, the run's calls made anew)
+and every submission is recorded exactly once. Needs root.
 """
 from __future__ import annotations
 
@@ -120,6 +121,43 @@ def test_a_worker_killed_mid_run_loses_nothing_and_records_nothing_twice(tmp_pat
     assert all(e["key"] == f"tiny/{e['student_id']}/{e['sha256']}" for e in journal)
     lines = (tmp_path / "out" / "grades.csv").read_text().splitlines()
     assert len(lines) == 1 + len(expected)
+
+
+def test_a_lost_only_worker_is_replaced_and_every_submission_graded_once(tmp_path):
+    """The only worker (with the run's calls) dies mid-task; its nanny starts a fresh one, which
+    makes the calls again and grades everything, each submission once."""
+    from autograder.api import grade
+    source = FIXTURE_COURSE / "solutions" / "tiny" / "tiny.ipynb"
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    expected = {}
+    for i in range(2):
+        (inbox / f"ref{i}.ipynb").write_bytes(submission(source, reference=True, before=[SLOW]))
+        (inbox / f"wrong{i}.ipynb").write_bytes(submission(source, solutions=WRONG_TINY, before=[SLOW]))
+        expected |= {f"ref{i}": 3.0, f"wrong{i}": 0.0}
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, resources={"sandbox": 1},
+                                  dashboard_address=":0", host="127.0.0.1") as cl, distributed.Client(cl) as client:
+        pids, killed = client.run(os.getpid), []
+
+        def kill_the_worker():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if any(client.processing().values()):
+                    time.sleep(1.0)  # inside a submission
+                    killed.extend(pids.values())
+                    os.kill(next(iter(pids.values())), signal.SIGKILL)
+                    return
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_the_worker)
+        killer.start()
+        summary = grade("tiny", [inbox], out=tmp_path / "out", engine=client, root=FIXTURE_COURSE, gradebook=False)
+        killer.join()
+    assert killed, "the worker was never busy"
+    assert sorted((r.student_id, r.score, r.status) for r in summary.results) == \
+        sorted((s, v, "ok") for s, v in expected.items())
+    journal = [json.loads(line)["student_id"] for line in (tmp_path / "out" / ".journal").read_text().splitlines()]
+    assert sorted(journal) == sorted(expected)  # each once
 
 
 BROKEN = [sys.executable, str(Path(__file__).parent / "fixtures" / "grading" / "broken_worker.py")]
