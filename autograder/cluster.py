@@ -23,7 +23,7 @@ from pathlib import Path
 from queue import Queue
 from typing import Iterable, Iterator
 
-from distributed import Client, Reschedule, WorkerPlugin, as_completed, get_worker
+from distributed import Client, Reschedule, SchedulerPlugin, WorkerPlugin, as_completed, get_worker
 
 from autograder.api import GradingError
 from autograder.engine import SandboxSpec, Task, execute
@@ -107,6 +107,25 @@ class SandboxPlugin(WorkerPlugin):
                 await worker.set_resources(**{RESOURCE: slots})
 
 
+class EndsWithClient(SchedulerPlugin):
+    """On the scheduler: when the run's client is gone (the grader ended, even by kill -9), remove the
+    run's SandboxPlugin from every worker (its teardown stops the zygotes, janitors and uid leases)
+    and from those joining later, then this watcher itself."""
+
+    def __init__(self, client_id: str, plugin: str):
+        self.client_id, self.plugin = client_id, plugin
+        self.name = f"{plugin}-watch"
+
+    def remove_client(self, scheduler, client: str) -> None:
+        if client == self.client_id:
+            asyncio.ensure_future(self._end(scheduler))
+
+    async def _end(self, scheduler) -> None:
+        if self.plugin in scheduler.worker_plugins:
+            await scheduler.unregister_worker_plugin(comm=None, name=self.plugin)
+        scheduler.remove_plugin(name=self.name)
+
+
 def _plugin(name: str) -> SandboxPlugin:
     return get_worker().plugins[name]
 
@@ -154,6 +173,8 @@ class Dask:
 
     def open(self, spec: SandboxSpec, limits: Limits, tasks: int, log_dir: Path) -> None:
         self.client = self.target if isinstance(self.target, Client) else Client(self.target, timeout="60s")
+        watch = EndsWithClient(self.client.id, self.name)
+        self.client.register_plugin(watch, name=watch.name)  # first: a run never outlives its client
         self.client.register_plugin(SandboxPlugin(spec, limits), name=self.name)
 
     def ready(self) -> None:
@@ -212,6 +233,10 @@ class Dask:
         try:
             self.client.unregister_worker_plugin(self.name)  # its teardown stops the zygotes
         except Exception:  # noqa: BLE001 -- a worker gone already has nothing to stop
+            pass
+        try:
+            self.client.unregister_scheduler_plugin(f"{self.name}-watch")
+        except Exception:  # noqa: BLE001 -- never registered (the run failed before)
             pass
         if self.client is not self.target:
             self.client.close()

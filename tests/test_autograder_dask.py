@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -158,6 +159,46 @@ def test_a_lost_only_worker_is_replaced_and_every_submission_graded_once(tmp_pat
         sorted((s, v, "ok") for s, v in expected.items())
     journal = [json.loads(line)["student_id"] for line in (tmp_path / "out" / ".journal").read_text().splitlines()]
     assert sorted(journal) == sorted(expected)  # each once
+
+
+def _zygotes_of(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            ppid = int(next(l for l in status.read_text().splitlines() if l.startswith("PPid:")).split()[1])
+            cmd = (status.parent / "cmdline").read_bytes()
+        except (OSError, StopIteration, ValueError):
+            continue
+        if ppid == pid and b"autograder.zygote" in cmd:
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_kill_9_of_the_grader_ends_its_sandboxes_on_the_cluster(tmp_path):
+    source = FIXTURE_COURSE / "solutions" / "tiny" / "tiny.ipynb"
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for i in range(3):
+        (inbox / f"ref{i}.ipynb").write_bytes(submission(source, reference=True, before=[SLOW]))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, resources={"sandbox": 1},
+                                  dashboard_address=":0", host="127.0.0.1") as cl, distributed.Client(cl) as client:
+        [worker_pid] = client.run(os.getpid).values()
+        grader = subprocess.Popen([sys.executable, "-m", "autograder", "grade", "tiny", str(inbox), "--out",
+                                   str(tmp_path / "out"), "--root", str(FIXTURE_COURSE), "--no-gradebook",
+                                   "--engine", cl.scheduler_address], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(client.processing().values()):
+            time.sleep(0.05)
+        assert _zygotes_of(worker_pid), "the run never started its sandbox"
+        grader.kill()  # SIGKILL: nothing of the grader's clean-up runs
+        grader.wait()
+        plugins = lambda dask_worker: sorted(n for n in dask_worker.plugins if n.startswith("autograder"))  # noqa: E731
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (any(client.run(plugins).values()) or _zygotes_of(worker_pid)):
+            time.sleep(0.2)
+        assert not any(client.run(plugins).values()) and _zygotes_of(worker_pid) == []
+        assert not [n for n in cl.scheduler.worker_plugins if n.startswith("autograder")]  # none for new workers
 
 
 BROKEN = [sys.executable, str(Path(__file__).parent / "fixtures" / "grading" / "broken_worker.py")]
