@@ -272,3 +272,22 @@ def test_replies_together_stay_within_the_transcript_budget(course, tmp_path):
     assert (row["status"], float(row["score"])) == ("output-limit", 0.0)
     assert f"more than {6 << 20} bytes of replies in all" in row["message"]
     assert len(engine.sizes) == 1 and 3 << 20 < engine.sizes[0] <= 6 << 20  # the first reply kept, no more
+
+
+def test_score_checks_the_transcript_budget_again(course, tmp_path):
+    """Whoever read the replies (a worker of a cluster), the trusted process holds them to the budget."""
+    from autograder.channel import encode
+    from autograder.sandbox import Limits
+    from autograder.scoring import calls, score
+    a = load_assignment("tiny", course)
+    drawn = draw(a, seed=1)
+    (tmp_path / "ann.ipynb").write_bytes(REFERENCE)
+    [sub] = discover([tmp_path / "ann.ipynb"], "tiny")
+    reply = encode({"output": {"result": np.zeros(100_000), "error": None}})  # ~1.1 MB
+    ids = [c for c, *_ in calls(a, drawn)]
+    events = [["executed", 0.1, encode({"cell_errors": []})], *(["reply", c, 0.1, reply] for c in ids)]
+    result = score(sub, a, drawn, {"events": events, "output": b""}, Limits(max_transcript=len(reply) * 2 + 100))
+    assert result.status == "output-limit" and "bytes of replies in all" in result.message
+    statuses = {c["case"]: c["status"] for t in result.tests for c in t["cases"]}
+    assert [statuses[c] for c in ids[2:]] == ["output-limit"] * (len(ids) - 2)  # the third reply on
+    assert [statuses[c] for c in ids[:2]] == ["fail"] * 2  # judged: zeros are not the answer

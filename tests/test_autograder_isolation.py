@@ -127,8 +127,8 @@ def test_concurrent_runs_neither_see_nor_kill_each_other(course, tmp_path):
                               "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(4)  # the killers are running
     second = grade(course, tmp_path / "out-good", good, extra=["--workers", "1"])
-    first.communicate(timeout=300)
-    assert second.returncode == 0 and first.returncode == 0, second.stderr
+    _, first_err = first.communicate(timeout=300)
+    assert second.returncode == 0 and first.returncode == 0, (second.stderr, first_err)
     assert {k: (v["score"], v["status"]) for k, v in rows(tmp_path / "out-good").items()} == \
         {f"honest{i}": ("3", "ok") for i in range(4)}
     assert leftovers() == ([], [])
