@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 from autograder import lms, records
 from autograder.course import Assignment, Course, Draw, UnknownAssignment, default_root, draw
 from autograder.engine import Local, SandboxSpec, Task
-from autograder.grade import Rejected, Result, calls, failed, parse, reject, runnable_cells, score
+from autograder.scoring import Rejected, Result, calls, failed, parse, reject, runnable_cells, score
 from autograder.submissions import InputError, Submission, content_address, discover
 from autograder.sandbox import Limits, Refused
 

@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import re
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -62,24 +63,33 @@ def case_seed(case_id: str) -> int:
 
 
 # --------------------------------------------------------------------------- loading cases
+_IMPORTING = threading.RLock()  # re-entrant: a cases.py imports its siblings while it loads
+
+
 def import_file(path: Path | str, name: str | None = None):
     """Import a Python file as a module (cases.py, reference.py: not a package).
 
     The module is reused while the file is unchanged, so classes keep one identity per process.
+    Thread-safe: a module is handed out only once it has run completely (grading runs in threads).
     """
     path = Path(path).resolve()
     name = name or f"_autograder_{path.parent.name}_{path.stem}"
-    stamp = path.stat().st_mtime_ns
-    module = sys.modules.get(name)
-    if module is not None and getattr(module, "__file__", None) == str(path) and \
-            getattr(module, "_autograder_stamp", None) == stamp:
+    with _IMPORTING:
+        stamp = path.stat().st_mtime_ns
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", None) == str(path) and \
+                getattr(module, "_autograder_stamp", None) == stamp:
+            return module
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        module._autograder_stamp = stamp
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)  # never a half-run module for the next caller
+            raise
         return module
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    module._autograder_stamp = stamp
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def sibling(file: str, stem: str):

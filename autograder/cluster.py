@@ -2,8 +2,8 @@
 
 Each worker that advertises sandbox slots (``dask worker ADDRESS --resources sandbox=K``) gets a
 :class:`SandboxPlugin` that builds the assignment's sandbox there once and keeps K zygotes warm. A task
-carries one submission's runnable cells and the run's calls (driver and inputs, scattered once); it
-returns :func:`autograder.engine.execute`'s transcript, plain data whose replies are the channel's
+carries one submission's runnable cells and the run's calls (driver and inputs, made once by a task of
+their own, so the scheduler can make them again after losing their workers); it returns :func:`autograder.engine.execute`'s transcript, plain data whose replies are the channel's
 undecoded bytes. Expected outputs and judges never leave the trusted process, which scores each
 transcript as it arrives (``as_completed``). A worker that cannot build the sandbox gives its slots
 up (the scheduler sends the tasks elsewhere) and says why in the same sentence as the CLI; a worker
@@ -15,13 +15,15 @@ only by the grader (README, "Grading at scale": TLS).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import uuid
+from concurrent.futures import CancelledError
 from pathlib import Path
 from queue import Queue
 from typing import Iterable, Iterator
 
-from distributed import Client, Reschedule, WorkerPlugin, as_completed, get_worker
+from distributed import Client, Reschedule, SchedulerPlugin, WorkerPlugin, as_completed, get_worker
 
 from autograder.api import GradingError
 from autograder.engine import SandboxSpec, Task, execute
@@ -35,6 +37,15 @@ class NoSandboxSlots(GradingError):
     """No worker of the cluster offers sandbox slots."""
 
 
+def _slots(worker) -> tuple[int, set]:
+    """The sandbox slots `worker` was started with, and the runs that withhold them now (a worker's
+    resources are shared by every run: a refusal takes its slots until the last refusing run ends)."""
+    if not hasattr(worker, "_autograder_slots"):
+        worker._autograder_slots = int(worker.state.total_resources.get(RESOURCE, 0))
+        worker._autograder_refusing = set()
+    return worker._autograder_slots, worker._autograder_refusing
+
+
 class SandboxPlugin(WorkerPlugin):
     """One assignment's sandbox on one Dask worker: a zygote per advertised slot, started once."""
 
@@ -43,12 +54,17 @@ class SandboxPlugin(WorkerPlugin):
         self.zygotes: list[Worker] = []
         self.refused: str | None = None
         self.setup_ = None
+        self.run = uuid.uuid4().hex
 
     async def setup(self, worker) -> None:
         self.pool: Queue = Queue()
         self.zygotes, self.refused = [], None
-        slots = int(worker.state.total_resources.get(RESOURCE, 0))
+        slots, refusing = _slots(worker)
         if slots < 1:
+            return
+        if refusing:  # said, never a silent worker without slots
+            self.refused = "its sandbox slots are withheld: another grading run could not build its sandbox there"
+            logger.warning("%s: %s", worker.address, self.refused)
             return
         try:
             self.setup_ = self.spec.setup()
@@ -62,6 +78,7 @@ class SandboxPlugin(WorkerPlugin):
             self.refused = str(exc)
             logger.warning("%s: %s", worker.address, self.refused)
             self._release()
+            refusing.add(self.run)
             await worker.set_resources(**{RESOURCE: 0})  # the scheduler sends its tasks elsewhere
 
     def _wait_ready(self) -> None:
@@ -81,8 +98,32 @@ class SandboxPlugin(WorkerPlugin):
             self.setup_.cgroups.close()
         self.setup_ = None
 
-    def teardown(self, worker) -> None:
+    async def teardown(self, worker) -> None:
         self._release()
+        slots, refusing = _slots(worker)
+        if self.run in refusing:
+            refusing.discard(self.run)
+            if not refusing:  # the last run that refused here: the worker's slots are offered again
+                await worker.set_resources(**{RESOURCE: slots})
+
+
+class EndsWithClient(SchedulerPlugin):
+    """On the scheduler: when the run's client is gone (the grader ended, even by kill -9), remove the
+    run's SandboxPlugin from every worker (its teardown stops the zygotes, janitors and uid leases)
+    and from those joining later, then this watcher itself."""
+
+    def __init__(self, client_id: str, plugin: str):
+        self.client_id, self.plugin = client_id, plugin
+        self.name = f"{plugin}-watch"
+
+    def remove_client(self, scheduler, client: str) -> None:
+        if client == self.client_id:
+            asyncio.ensure_future(self._end(scheduler))
+
+    async def _end(self, scheduler) -> None:
+        if self.plugin in scheduler.worker_plugins:
+            await scheduler.unregister_worker_plugin(comm=None, name=self.plugin)
+        scheduler.remove_plugin(name=self.name)
 
 
 def _plugin(name: str) -> SandboxPlugin:
@@ -92,6 +133,11 @@ def _plugin(name: str) -> SandboxPlugin:
 def _state(name: str, dask_worker=None) -> dict:
     plugin = dask_worker.plugins.get(name)
     return plugin.state() if plugin is not None else {"slots": 0, "refused": None, "layers": []}
+
+
+def _the_calls(calls):
+    """A task whose result is the run's calls: recomputable, unlike scattered data."""
+    return calls
 
 
 def run_submission(plugin: str, calls, cells) -> dict:
@@ -127,6 +173,8 @@ class Dask:
 
     def open(self, spec: SandboxSpec, limits: Limits, tasks: int, log_dir: Path) -> None:
         self.client = self.target if isinstance(self.target, Client) else Client(self.target, timeout="60s")
+        watch = EndsWithClient(self.client.id, self.name)
+        self.client.register_plugin(watch, name=watch.name)  # first: a run never outlives its client
         self.client.register_plugin(SandboxPlugin(spec, limits), name=self.name)
 
     def ready(self) -> None:
@@ -140,21 +188,43 @@ class Dask:
         self.layers = ready[0]["layers"]
 
     def run(self, calls, tasks: Iterable[Task]) -> Iterator[tuple[Task, dict | BaseException]]:
-        """(task, transcript or the task's exception), as each finishes. The calls travel once to
-        each worker; a task's key is its content address plus this run's id."""
-        [shared] = self.client.scatter([calls], broadcast=True, hash=False)
-        futures = {}
-        for t in tasks:
-            f = self.client.submit(run_submission, self.name, shared, t.cells, key=f"{t.key}/{self.name}",
-                                   resources={RESOURCE: 1}, pure=False)
+        """(task, transcript or the task's exception), as each finishes. The calls are made by a task
+        of their own, so the scheduler can make them again when the workers holding them are lost; a
+        task cancelled that way is sent again (twice at most). A task's key is its content address
+        plus this run's id."""
+        shared = self.client.submit(_the_calls, calls, key=f"calls/{self.name}", pure=False)
+        todo = iter(tasks)
+        # Back-pressure: at most a window of tasks is out, so finished transcripts waiting for the
+        # scorer (each up to Limits.max_transcript) stay a few per sandbox slot, as on one machine.
+        window = 2 * sum(s["slots"] for s in self.workers.values() if not s.get("refused")) or 1
+        futures: dict = {}
+        tries: dict[str, int] = {}
+
+        def submit(t: Task):
+            tries[t.key] = tries.get(t.key, 0) + 1
+            f = self.client.submit(run_submission, self.name, shared, t.cells,
+                                   key=f"{t.key}/{self.name}/{tries[t.key]}", resources={RESOURCE: 1}, pure=False)
             futures[f.key] = (f, t)
-        for f in as_completed([f for f, _ in futures.values()]):
+            return f
+
+        running = as_completed([submit(t) for t in itertools.islice(todo, window)])
+        for f in running:
             _, t = futures.pop(f.key)
             try:
-                yield t, f.result()
+                transcript = f.result()
+            except CancelledError as exc:  # its inputs were lost with their workers: run it again
+                f.release()
+                if tries[t.key] < 3:
+                    running.add(submit(t))
+                    continue
+                transcript = exc
             except Exception as exc:  # noqa: BLE001 -- e.g. KilledWorker after repeated worker deaths
-                yield t, exc
+                transcript = exc
             f.release()
+            yield t, transcript
+            nxt = next(todo, None)
+            if nxt is not None:
+                running.add(submit(nxt))
         shared.release()
 
     def close(self) -> None:
@@ -163,6 +233,10 @@ class Dask:
         try:
             self.client.unregister_worker_plugin(self.name)  # its teardown stops the zygotes
         except Exception:  # noqa: BLE001 -- a worker gone already has nothing to stop
+            pass
+        try:
+            self.client.unregister_scheduler_plugin(f"{self.name}-watch")
+        except Exception:  # noqa: BLE001 -- never registered (the run failed before)
             pass
         if self.client is not self.target:
             self.client.close()

@@ -3,7 +3,7 @@
 :func:`execute` runs one submission on a pre-warmed sandbox (:class:`autograder.sandbox.Worker`) and
 makes every call of the run; it returns a *transcript*, plain data only: events in order, each reply
 as the undecoded bytes of the bounded channel, and the first bytes the submission printed. It judges
-nothing and holds no expected output; :func:`autograder.grade.score` replays the transcript in the
+nothing and holds no expected output; :func:`autograder.scoring.score` replays the transcript in the
 trusted process. The same function runs in a thread of the grader (:class:`Local`, the default engine)
 or on a Dask worker (:mod:`autograder.cluster`).
 """
@@ -17,7 +17,8 @@ from pathlib import Path
 from queue import Queue
 from typing import Iterable, Iterator
 
-from autograder.sandbox import Limits, Refused, SandboxError, Setup, Worker, allow_list, check_host
+from autograder.sandbox import (Limits, Refused, SandboxError, Setup, TranscriptFull, Worker, allow_list,
+                                check_host)
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,14 @@ class SandboxSpec:
 
 def execute(worker: Worker, cells: list[tuple[int, str]], calls: list[tuple[str, str, dict, float]]) -> dict:
     """Run `cells` in a fresh sandboxed process, then each (case id, driver, inputs, timeout) call;
-    after a limit is hit, a fresh process goes on with the remaining calls. Returns the transcript."""
+    after a limit is hit, a fresh process goes on with the remaining calls. Returns the transcript;
+    its replies together hold at most ``limits.max_transcript`` bytes (beyond, the rest is not run)."""
     limits = worker.limits
     deadline = time.monotonic() + limits.timeout
     pending = [c for c in calls]
     events: list[list] = []
     output, output_bytes = b"", 0
+    used = 0  # bytes of the replies kept in the transcript
     while pending:
         if time.monotonic() >= deadline:
             events.append(["timeout"])
@@ -62,7 +65,8 @@ def execute(worker: Worker, cells: list[tuple[int, str]], calls: list[tuple[str,
         executed = False
         try:
             started = time.monotonic()
-            info, raw = run.receive_raw(limits.timeout)
+            info, raw = run.receive_raw(limits.timeout, limits.max_transcript - used)
+            used += len(raw)
             if not isinstance(info, dict):
                 raise SandboxError("invalid-reply", "sent a reply the grader does not understand")
             events.append(["executed", round(time.monotonic() - started, 3), raw])
@@ -70,12 +74,19 @@ def execute(worker: Worker, cells: list[tuple[int, str]], calls: list[tuple[str,
             while pending:
                 case_id, driver, inputs, timeout = pending[0]
                 started = time.monotonic()
-                _, raw = run.request(driver, inputs, timeout)
+                _, raw = run.request(driver, inputs, timeout, limits.max_transcript - used)
+                used += len(raw)
                 pending.pop(0)
                 events.append(["reply", case_id, round(time.monotonic() - started, 3), raw])
+        except TranscriptFull as exc:  # nothing more of this submission is read
+            events.append(["stopped", exc.status, str(exc)])
+            pending.clear()
         except SandboxError as exc:
             where = f"while running {pending[0][0]}" if executed else "while executing the notebook"
-            events.append(["error", executed, exc.status, f"{exc} {where}"])
+            status, text = exc.status, f"{exc} {where}"
+            if status == "crashed" and not worker.alive():  # its zygote died: the machine's fault, not its own
+                status, text = "grader-error", f"the sandbox ended under the submission {where}"
+            events.append(["error", executed, status, text])
             if not executed:
                 pending.clear()
             elif pending:

@@ -48,9 +48,14 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 # --------------------------------------------------------------------------- journal
+# A result the grader or its engine caused (the submission may be fine): never done, a rerun regrades it.
+NOT_FINAL = frozenset({"grader-error"})
+
+
 class Journal:
     """Append-only record of finished submissions, one line each: ``{"key", "student_id", "sha256"}``
-    with the content address ``assignment/student/sha256``, so a rerun skips what is done."""
+    with the content address ``assignment/student/sha256``, so a rerun skips what is done. Only
+    results the submission itself decided are done (not those of :data:`NOT_FINAL`)."""
 
     def __init__(self, out: Path):
         self.path = out / ".journal"
@@ -68,6 +73,9 @@ class Journal:
             (student_dir(out, sub.student_id) / "results.json").exists()
 
     def add(self, result: dict) -> None:
+        if result.get("status") in NOT_FINAL:
+            self.done.pop(result["student_id"], None)
+            return
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"key": content_address(result["assignment"], result["student_id"], result["sha256"]),
                                  "student_id": result["student_id"], "sha256": result["sha256"]}) + "\n")
@@ -334,7 +342,7 @@ class Recorder:
         self.gradebook = Gradebook(assignment) if gradebook else None
 
     def save(self, sub: Submission, result, sub_nb=None) -> None:
-        """Everything for one submission's :class:`~autograder.grade.Result` (scored already); a
+        """Everything for one submission's :class:`~autograder.scoring.Result` (scored already); a
         failure here is that student's recorded error."""
         result = result.as_record()
         try:

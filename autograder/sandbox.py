@@ -20,6 +20,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,7 @@ class Limits:
     cpus: float = 1.0  # CPU share of the whole submission (cgroup)
     max_output: int = 1 << 20  # bytes the submission may print
     max_message: int = 4 << 20  # bytes of one reply on the channel
+    max_transcript: int = 16 << 20  # bytes of all its replies together (what the grader holds per submission)
     max_file_bytes: int = 64 << 20  # largest file it may write
     tmp_mb: int = 256  # its private /tmp (charged to its memory too)
 
@@ -64,6 +66,10 @@ class SandboxError(Exception):
     def __init__(self, status: str, message: str):
         super().__init__(message)
         self.status = status
+
+
+class TranscriptFull(SandboxError):
+    """The submission's replies together used up its transcript budget: none of its calls runs any more."""
 
 
 class Refused(Exception):
@@ -172,8 +178,11 @@ class Cgroups:
 
     V1 = ("memory", "pids", "cpu")
 
-    def __init__(self, bases: dict[str, Path], v2: bool):
-        self.bases, self.v2 = bases, v2
+    def __init__(self, bases: dict[str, Path], v2: bool, run: str | None = None):
+        # A cgroup's name is "<grader pid>-<run id>-<name>": several runs share a process (API calls in
+        # threads, runs on one Dask worker), so the run id keeps their cgroups and their clean-up
+        # apart, while the pid lets a later run remove those of a grader killed with -9.
+        self.bases, self.v2, self.run = bases, v2, run or uuid.uuid4().hex[:16]
 
     @classmethod
     def find(cls, root: bool) -> "Cgroups":
@@ -204,8 +213,8 @@ class Cgroups:
         found = cls(bases, v2)
         found.clean_stale()
         found.janitor = subprocess.Popen(  # removes this run's cgroups even if the grader is killed
-            [sys.executable, "-I", "-m", "autograder.sandbox", "janitor", str(os.getpid()), str(int(v2)),
-             *map(str, bases.values())], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            [sys.executable, "-I", "-m", "autograder.sandbox", "janitor", str(os.getpid()), found.run,
+             str(int(v2)), *map(str, bases.values())], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, cwd="/", env={"PATH": "/usr/bin:/bin"}, start_new_session=True)
         return found
 
@@ -224,16 +233,20 @@ class Cgroups:
                     raise
 
     def create(self, name: str, limits: Limits) -> "Cgroup":
+        name = f"{os.getpid()}-{self.run}-{name}"
         group = Cgroup({k: b / name for k, b in self.bases.items()}, self.v2)
         group.make(limits)
         return group
 
     def clean_stale(self, owner: int | None = None) -> None:
-        """Remove the cgroups of runs whose grader is gone (e.g. killed with -9), or of `owner`'s run."""
+        """Remove the cgroups of runs whose grader is gone (e.g. killed with -9), or with `owner` (the
+        grader's pid) those of this run only, never another run of the same process."""
+        mine = f"{owner}-{self.run}-"
         for controller, base in self.bases.items():
             for folder in base.iterdir() if base.is_dir() else ():
                 pid = folder.name.split("-")[0]
-                if folder.is_dir() and pid.isdigit() and (int(pid) == owner if owner else not _alive(int(pid))):
+                if folder.is_dir() and pid.isdigit() and (folder.name.startswith(mine) if owner
+                                                          else not _alive(int(pid))):
                     Cgroup({controller: folder}, self.v2).destroy()
 
     def close(self) -> None:
@@ -432,7 +445,7 @@ class Worker:
         self.spawned += 1
         group = None
         if self.setup.cgroups is not None:
-            group = self.setup.cgroups.create(f"{os.getpid()}-{self.index}-{self.spawned}", self.limits)
+            group = self.setup.cgroups.create(f"{self.index}-{self.spawned}", self.limits)
         procs = group.procs_fds() if group is not None else []
         try:
             send_frame(self.control, {"op": "spawn"}, fds=procs)
@@ -554,14 +567,18 @@ class Run:
     def receive(self, timeout: float):
         return self.receive_raw(timeout)[0]
 
-    def receive_raw(self, timeout: float):
-        """The next reply, decoded (size- and budget-checked), and its bytes as received."""
+    def receive_raw(self, timeout: float, budget: int | None = None):
+        """The next reply, decoded (size- and budget-checked), and its bytes as received; a reply
+        larger than `budget` (what is left of the transcript's bytes) is refused unread."""
         until = min(time.monotonic() + timeout, self.deadline)
         self._pump(until, HEADER.size)
         (n,) = HEADER.unpack(self.buffer[:HEADER.size])
         if n > self.worker.limits.max_message:
             raise SandboxError("output-limit", f"sent a reply of {n} bytes "
                                                f"(limit {self.worker.limits.max_message})")
+        if budget is not None and n > budget:
+            raise TranscriptFull("output-limit", f"sent more than {self.worker.limits.max_transcript} bytes "
+                                                 f"of replies in all (the limit per submission)")
         self._pump(until, HEADER.size + n)
         data = bytes(self.buffer[HEADER.size:HEADER.size + n])
         del self.buffer[:HEADER.size + n]
@@ -570,7 +587,7 @@ class Run:
         except ValueError as exc:
             raise SandboxError("invalid-reply", f"sent something that is not plain data ({exc})") from None
 
-    def request(self, driver: str, inputs: dict, timeout: float):
+    def request(self, driver: str, inputs: dict, timeout: float, budget: int | None = None):
         from autograder.channel import encode
         data = encode({"driver": driver, "inputs": inputs})
         self.channel.setblocking(True)
@@ -581,7 +598,7 @@ class Run:
             raise SandboxError("crashed", "the submission's process stopped reading") from None
         finally:
             self.channel.setblocking(False)
-        reply, raw = self.receive_raw(timeout)
+        reply, raw = self.receive_raw(timeout, budget)
         if not isinstance(reply, dict) or "output" not in reply:
             raise SandboxError("invalid-reply", "sent a reply the grader does not understand")
         return reply, raw
@@ -617,12 +634,13 @@ def memory_error(output) -> bool:
                                  or "not enough memory" in output["message"])
 
 
-def janitor(owner: int, v2: bool, bases: list[str]) -> None:
-    """Wait until the grader `owner` ends (its end of our stdin closes), then remove its cgroups."""
+def janitor(owner: int, run: str, v2: bool, bases: list[str]) -> None:
+    """Wait until the run `run` of grader `owner` ends (its end of our stdin closes: the run closed
+    its cgroups, or the grader died), then remove that run's cgroups."""
     sys.stdin.buffer.read()
     names = ["v2"] if v2 else list(Cgroups.V1)
-    Cgroups(dict(zip(names, map(Path, bases))), v2).clean_stale(owner)
+    Cgroups(dict(zip(names, map(Path, bases))), v2, run).clean_stale(owner)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["janitor"]:
-    janitor(int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4:])
+    janitor(int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1", sys.argv[5:])

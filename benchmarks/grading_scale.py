@@ -28,7 +28,7 @@ from distributed import Client, LocalCluster, wait
 from autograder import api, records
 from autograder.api import grade
 from autograder.course import Course, draw
-from autograder.grade import calls, parse, runnable_cells
+from autograder.scoring import calls, parse, runnable_cells
 from autograder.submissions import discover
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -268,7 +268,7 @@ def test_a_broken_rule_fails_its_visible_check_and_costs_the_points_of_its_hidde
     visible check of that rule from the released data alone (a student's machine), under the rule's
     own name and nowhere else; graded, the hidden case of the rule fails too, and the submission
     loses the same points as it did before the visible rule cases existed."""
-    from autograder.grade import credited
+    from autograder.scoring import credited
 
     cases, _, module = loaded(assignment)
     ns = {**reference_ns(module), **overrides}
@@ -475,3 +475,23 @@ def test_an_import_grading_lacks_fails_the_next_check_once(assignment, released,
     assert str(err.value) == (f"import {', '.join(absent)}: not available when this notebook is graded; "
                               "remove the import and the code that uses it")
     exec(f"check({visible[1]!r})", ns)                               # reported once, then judged
+
+
+def test_cases_load_whole_when_runs_in_threads_load_them_at_once(tmp_path):
+    """Two grading runs in threads load one cases.py: neither may see it half-run."""
+    import threading
+
+    from autograder.case import import_file
+    (tmp_path / "cases.py").write_text("import time\ntime.sleep(0.3)\nCASES = {'a': 1}\n")
+    got, barrier = [], threading.Barrier(6)
+
+    def load():
+        barrier.wait()
+        got.append(getattr(import_file(tmp_path / "cases.py", name="_autograder_threads_case"), "CASES", None))
+
+    threads = [threading.Thread(target=load) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == [{"a": 1}] * 6

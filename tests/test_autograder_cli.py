@@ -197,3 +197,97 @@ def test_progress_bar_only_on_a_terminal():
         bar({"student_id": "ann"}), bar({"student_id": "bob"}), bar.close()
     assert "2/2" in tty.getvalue() and "#" * 30 in tty.getvalue()
     assert plain.getvalue() == ""
+
+
+# --------------------------------------------------------------------------- the API
+@root_only
+def test_the_api_function_stays_callable_call_after_call(course, tmp_path):
+    import autograder
+    (tmp_path / "ann.ipynb").write_bytes(REFERENCE)
+    for n in range(2):  # importing the API's own modules never replaces the public name
+        summary = autograder.grade("tiny", [tmp_path / "ann.ipynb"], out=tmp_path / f"out{n}", root=course,
+                                   workers=1, gradebook=False)
+        assert [(r["student_id"], float(r["score"])) for r in summary.rows] == [("ann", 3.0)]
+
+
+class FailsOnce:
+    """The local engine, except that `student`'s first task comes back as the engine's own error."""
+
+    def __init__(self, student: str):
+        from autograder.engine import Local
+        self.local, self.student, self.failed = Local(1), student, False
+
+    def __getattr__(self, name):
+        return getattr(self.local, name)
+
+    def run(self, calls, tasks):
+        for task, transcript in self.local.run(calls, tasks):
+            if f"/{self.student}/" in task.key and not self.failed:
+                self.failed, transcript = True, ConnectionError("worker lost")
+            yield task, transcript
+
+
+@root_only
+def test_an_engine_failure_is_regraded_by_a_rerun_not_kept(course, tmp_path):
+    import autograder
+    (tmp_path / "ann.ipynb").write_bytes(REFERENCE)
+    (tmp_path / "bob.ipynb").write_bytes(REFERENCE)
+    engine, paths = FailsOnce("bob"), [tmp_path / "ann.ipynb", tmp_path / "bob.ipynb"]
+    first = autograder.grade("tiny", paths, out=tmp_path / "out", root=course, engine=engine, gradebook=False)
+    assert {r["student_id"]: r["status"] for r in first.rows} == {"ann": "ok", "bob": "grader-error"}
+    again = autograder.grade("tiny", paths, out=tmp_path / "out", root=course, engine=engine, gradebook=False)
+    assert again.already_done == 1 and [r.student_id for r in again.results] == ["bob"]
+    assert {r["student_id"]: (r["status"], float(r["score"])) for r in again.rows} == \
+        {"ann": ("ok", 3.0), "bob": ("ok", 3.0)}
+    journal = [json.loads(line)["student_id"] for line in (tmp_path / "out" / ".journal").read_text().splitlines()]
+    assert sorted(journal) == ["ann", "bob"]  # each once: the failure was never journaled
+
+
+class Watching:
+    """The local engine, noting the reply bytes of each transcript that reaches the trusted process."""
+
+    def __init__(self):
+        from autograder.engine import Local
+        self.local, self.sizes = Local(1), []
+
+    def __getattr__(self, name):
+        return getattr(self.local, name)
+
+    def run(self, calls, tasks):
+        for task, transcript in self.local.run(calls, tasks):
+            self.sizes.append(sum(len(e[-1]) for e in transcript["events"] if e[0] in ("executed", "reply")))
+            yield task, transcript
+
+
+@root_only
+def test_replies_together_stay_within_the_transcript_budget(course, tmp_path):
+    import autograder
+    from autograder.sandbox import Limits
+    big = "import numpy as np\n\ndef {}(*args):\n    return np.zeros(150_000)\n"  # ~1.6 MB a value, ~3.2 MB a reply
+    (tmp_path / "hog.ipynb").write_bytes(submission(SOURCE, solutions={f: big.format(f) for f in ("scale", "total")}))
+    limits, engine = Limits(max_transcript=6 << 20), Watching()
+    summary = autograder.grade("tiny", [tmp_path / "hog.ipynb"], out=tmp_path / "out", root=course, engine=engine,
+                               limits=limits, gradebook=False)
+    [row] = summary.rows
+    assert (row["status"], float(row["score"])) == ("output-limit", 0.0)
+    assert f"more than {6 << 20} bytes of replies in all" in row["message"]
+    assert len(engine.sizes) == 1 and 3 << 20 < engine.sizes[0] <= 6 << 20  # the first reply kept, no more
+
+
+def test_score_checks_the_transcript_budget_again(course, tmp_path):
+    """Whoever read the replies (a worker of a cluster), the trusted process holds them to the budget."""
+    from autograder.channel import encode
+    from autograder.sandbox import Limits
+    from autograder.scoring import calls, score
+    a = load_assignment("tiny", course)
+    drawn = draw(a, seed=1)
+    (tmp_path / "ann.ipynb").write_bytes(REFERENCE)
+    [sub] = discover([tmp_path / "ann.ipynb"], "tiny")
+    reply = encode({"output": {"result": np.zeros(100_000), "error": None}})  # ~1.1 MB
+    ids = [c for c, *_ in calls(a, drawn)]
+    events = [["executed", 0.1, encode({"cell_errors": []})], *(["reply", c, 0.1, reply] for c in ids)]
+    result = score(sub, a, drawn, {"events": events, "output": b""}, Limits(max_transcript=len(reply) * 2 + 100))
+    assert result.status == "output-limit" and "bytes of replies in all" in result.message
+    statuses = {c["case"]: c["status"] for t in result.tests for c in t["cases"]}
+    assert [statuses[c] for c in ids[2:]] == ["output-limit"] * (len(ids) - 2)  # the third reply on
+    assert [statuses[c] for c in ids[:2]] == ["fail"] * 2  # judged: zeros are not the answer

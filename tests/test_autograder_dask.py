@@ -1,7 +1,8 @@
 """Grading on a Dask cluster: two worker processes on loopback, each hosting the sandbox.
 
 The same submissions get the same grades as on the local engine, and a worker killed mid-run loses
-nothing: its task runs again elsewhere and every submission is recorded exactly once. Needs root.
+nothing: its task runs again elsewhere (or on the worker that replaces it, the run's calls made anew)
+and every submission is recorded exactly once. Needs root.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import csv
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -122,6 +124,83 @@ def test_a_worker_killed_mid_run_loses_nothing_and_records_nothing_twice(tmp_pat
     assert len(lines) == 1 + len(expected)
 
 
+def test_a_lost_only_worker_is_replaced_and_every_submission_graded_once(tmp_path):
+    """The only worker (with the run's calls) dies mid-task; its nanny starts a fresh one, which
+    makes the calls again and grades everything, each submission once."""
+    from autograder.api import grade
+    source = FIXTURE_COURSE / "solutions" / "tiny" / "tiny.ipynb"
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    expected = {}
+    for i in range(2):
+        (inbox / f"ref{i}.ipynb").write_bytes(submission(source, reference=True, before=[SLOW]))
+        (inbox / f"wrong{i}.ipynb").write_bytes(submission(source, solutions=WRONG_TINY, before=[SLOW]))
+        expected |= {f"ref{i}": 3.0, f"wrong{i}": 0.0}
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, resources={"sandbox": 1},
+                                  dashboard_address=":0", host="127.0.0.1") as cl, distributed.Client(cl) as client:
+        pids, killed = client.run(os.getpid), []
+
+        def kill_the_worker():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if any(client.processing().values()):
+                    time.sleep(1.0)  # inside a submission
+                    killed.extend(pids.values())
+                    os.kill(next(iter(pids.values())), signal.SIGKILL)
+                    return
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_the_worker)
+        killer.start()
+        summary = grade("tiny", [inbox], out=tmp_path / "out", engine=client, root=FIXTURE_COURSE, gradebook=False)
+        killer.join()
+    assert killed, "the worker was never busy"
+    assert sorted((r.student_id, r.score, r.status) for r in summary.results) == \
+        sorted((s, v, "ok") for s, v in expected.items())
+    journal = [json.loads(line)["student_id"] for line in (tmp_path / "out" / ".journal").read_text().splitlines()]
+    assert sorted(journal) == sorted(expected)  # each once
+
+
+def _zygotes_of(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            ppid = int(next(l for l in status.read_text().splitlines() if l.startswith("PPid:")).split()[1])
+            cmd = (status.parent / "cmdline").read_bytes()
+        except (OSError, StopIteration, ValueError):
+            continue
+        if ppid == pid and b"autograder.zygote" in cmd:
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_kill_9_of_the_grader_ends_its_sandboxes_on_the_cluster(tmp_path):
+    source = FIXTURE_COURSE / "solutions" / "tiny" / "tiny.ipynb"
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for i in range(3):
+        (inbox / f"ref{i}.ipynb").write_bytes(submission(source, reference=True, before=[SLOW]))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, resources={"sandbox": 1},
+                                  dashboard_address=":0", host="127.0.0.1") as cl, distributed.Client(cl) as client:
+        [worker_pid] = client.run(os.getpid).values()
+        grader = subprocess.Popen([sys.executable, "-m", "autograder", "grade", "tiny", str(inbox), "--out",
+                                   str(tmp_path / "out"), "--root", str(FIXTURE_COURSE), "--no-gradebook",
+                                   "--engine", cl.scheduler_address], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(client.processing().values()):
+            time.sleep(0.05)
+        assert _zygotes_of(worker_pid), "the run never started its sandbox"
+        grader.kill()  # SIGKILL: nothing of the grader's clean-up runs
+        grader.wait()
+        plugins = lambda dask_worker: sorted(n for n in dask_worker.plugins if n.startswith("autograder"))  # noqa: E731
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (any(client.run(plugins).values()) or _zygotes_of(worker_pid)):
+            time.sleep(0.2)
+        assert not any(client.run(plugins).values()) and _zygotes_of(worker_pid) == []
+        assert not [n for n in cl.scheduler.worker_plugins if n.startswith("autograder")]  # none for new workers
+
+
 BROKEN = [sys.executable, str(Path(__file__).parent / "fixtures" / "grading" / "broken_worker.py")]
 
 
@@ -166,3 +245,31 @@ def test_no_worker_with_a_sandbox_refuses_as_the_cli_does(tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert code == 2 and "Refusing to grade" in err and "the namespace layer is missing" in err
     assert not list((tmp_path / "out").glob("students/*/results.json"))
+
+
+def test_a_refusal_ends_with_its_run_and_a_later_run_uses_the_worker_again(tmp_path, monkeypatch):
+    from autograder.api import grade
+    from autograder.sandbox import Worker
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, resources={"sandbox": 1},
+                                  dashboard_address=":0") as cl, distributed.Client(cl) as client:
+        refusing = next(iter(cl.workers.values()))
+        launch, broken, launched_there = Worker.launch, [True], []
+
+        def broken_once(self):  # a transient failure: only the first run's zygote on that worker refuses
+            if str(self.log).startswith(refusing.local_directory):
+                launched_there.append(broken[0])
+                if broken[0]:
+                    self.command = BROKEN
+            launch(self)
+        monkeypatch.setattr(Worker, "launch", broken_once)
+        warnings = []
+        first = grade("tiny", [_grading_inbox(tmp_path)], out=tmp_path / "out1", engine=client,
+                      root=FIXTURE_COURSE, gradebook=False, warn=warnings.append)
+        assert len(warnings) == 1 and refusing.address in warnings[0] and len(first.results) == 4
+        assert [dict(w.resources) for w in cl.scheduler.workers.values()] == [{"sandbox": 1}] * 2  # given back
+        broken[0], warnings = False, []
+        (tmp_path / "again").mkdir()
+        second = grade("tiny", [_grading_inbox(tmp_path / "again")], out=tmp_path / "out2", engine=client,
+                       root=FIXTURE_COURSE, gradebook=False, warn=warnings.append)
+    assert warnings == [] and sorted((r.score, r.status) for r in second.results) == [(3.0, "ok")] * 4
+    assert launched_there == [True, False]  # the second run built its sandbox on that worker again

@@ -127,11 +127,42 @@ def test_concurrent_runs_neither_see_nor_kill_each_other(course, tmp_path):
                               "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(4)  # the killers are running
     second = grade(course, tmp_path / "out-good", good, extra=["--workers", "1"])
-    first.communicate(timeout=300)
-    assert second.returncode == 0 and first.returncode == 0, second.stderr
+    _, first_err = first.communicate(timeout=300)
+    assert second.returncode == 0 and first.returncode == 0, (second.stderr, first_err)
     assert {k: (v["score"], v["status"]) for k, v in rows(tmp_path / "out-good").items()} == \
         {f"honest{i}": ("3", "ok") for i in range(4)}
     assert leftovers() == ([], [])
+
+
+def test_two_api_runs_in_one_process_keep_their_cgroups_apart(course, tmp_path):
+    """Runs of one process (API calls in threads, runs on one Dask worker) share its pid: the end of
+    one never touches the other's submission, and their cgroups never share a name."""
+    import threading
+
+    import autograder
+    slow, quick = tmp_path / "slow", tmp_path / "quick"
+    slow.mkdir(), quick.mkdir()
+    (slow / "sam.ipynb").write_bytes(submission(SOURCE, reference=True, before=["import time\ntime.sleep(6)"]))
+    (quick / "quin.ipynb").write_bytes(REFERENCE)
+    got = {}
+
+    def run(name, inbox):
+        got[name] = autograder.grade("tiny", [inbox], out=tmp_path / f"out-{name}", root=course, workers=1,
+                                     gradebook=False)
+
+    first = threading.Thread(target=run, args=("slow", slow))
+    first.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not leftovers(os.getpid())[1]:
+        time.sleep(0.05)
+    mine = leftovers(os.getpid())[1]
+    assert mine, "the slow submission never started"
+    run("quick", quick)  # starts, grades and cleans up while the slow one still runs
+    assert all(p.exists() for p in mine), "the quick run's clean-up removed the slow run's cgroup"
+    first.join(120)
+    assert [(r["student_id"], r["status"], float(r["score"])) for r in got["slow"].rows] == [("sam", "ok", 3.0)]
+    assert [(r["student_id"], r["status"], float(r["score"])) for r in got["quick"].rows] == [("quin", "ok", 3.0)]
+    assert leftovers(os.getpid())[1] == []
 
 
 def test_kill_9_of_the_grader_leaves_nothing_behind(course, tmp_path):

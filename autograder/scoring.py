@@ -227,8 +227,15 @@ def score(sub: Submission, assignment: Assignment, drawn: Draw, transcript: dict
         if status == "ok":
             status, message = case_status, text
 
+    used = 0  # the transcript's reply bytes: checked again here, whoever read them first
     for event in transcript["events"]:
         kind = event[0]
+        if kind in ("executed", "reply"):
+            used += len(event[-1]) if isinstance(event[-1], bytes) else 0
+            if used > limits.max_transcript:
+                event = ["stopped", "output-limit", f"sent more than {limits.max_transcript} bytes of "
+                                                    f"replies in all (the limit per submission)"]
+                kind = "stopped"
         if kind == "executed":  # ["executed", seconds, info bytes]
             result.seconds_executing = _seconds(event[1])
             try:
@@ -263,6 +270,11 @@ def score(sub: Submission, assignment: Assignment, drawn: Draw, transcript: dict
         elif kind == "closed":  # ["closed", how the process ended]
             if status == "crashed" and message and not message.endswith(")"):
                 message = f"{message} ({clean_text(event[1], 200)})"
+        elif kind == "stopped":  # ["stopped", status, text]: the transcript's budget is used up
+            case_status, text = clean_text(event[1], 40), clean_text(event[2], 500)
+            fail_rest(case_status, f"not run: {text}")
+            problem(case_status, text)
+            break
         elif kind == "timeout":
             fail_rest("timeout", "not run: the submission's time limit was used up")
             problem("timeout", "time limit exceeded")
