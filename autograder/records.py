@@ -69,8 +69,16 @@ class Journal:
                     continue  # a line cut short by a kill
 
     def is_done(self, sub: Submission, out: Path) -> bool:
-        return self.done.get(sub.student_id) == sub.sha256 and \
-            (student_dir(out, sub.student_id) / "results.json").exists()
+        """Journaled, and the student's recorded result is this submission's own and final (a
+        later failure of another version, or a kill between the two writes, leaves it otherwise)."""
+        if self.done.get(sub.student_id) != sub.sha256:
+            return False
+        try:
+            recorded = json.loads((student_dir(out, sub.student_id) / "results.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(recorded, dict) and recorded.get("sha256") == sub.sha256 \
+            and recorded.get("status") not in NOT_FINAL
 
     def add(self, result: dict) -> None:
         if result.get("status") in NOT_FINAL:
@@ -89,7 +97,8 @@ def keep_submitted(out: Path, sub: Submission) -> None:
     """The submitted bytes (and earlier attempts found with them), unchanged, before anything else."""
     folder = student_dir(out, sub.student_id) / "submitted"
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / (student_id(Path(sub.filename).stem) + ".ipynb"), sub.data)
+    if sub.problem_status != "duplicate-id":   # its bytes are a placeholder; the real ones follow
+        _atomic_write(folder / (student_id(Path(sub.filename).stem) + ".ipynb"), sub.data)
     for n, (name, data, _) in enumerate(sub.earlier, 1):
         _atomic_write(folder / f"attempt-{n}-{student_id(Path(name).stem)}.ipynb", data)
 

@@ -255,7 +255,9 @@ def discover(paths: list[str | Path], assignment: str) -> list[Submission]:
             raise InputError(f"{raw}: not a notebook, a submissions folder or a .zip file")
     by_id: dict[str, list[Submission]] = {}
     for sub in found:
-        by_id.setdefault(sub.student_id.casefold(), []).append(sub)
+        same = by_id.setdefault(sub.student_id.casefold(), [])
+        if not any(s.student_id == sub.student_id and s.data == sub.data for s in same):
+            same.append(sub)    # the same file reached twice (a path and its folder) is one submission
     unique = []
     for subs in by_id.values():
         if len(subs) == 1:

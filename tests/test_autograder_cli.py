@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -241,6 +242,51 @@ def test_an_engine_failure_is_regraded_by_a_rerun_not_kept(course, tmp_path):
         {"ann": ("ok", 3.0), "bob": ("ok", 3.0)}
     journal = [json.loads(line)["student_id"] for line in (tmp_path / "out" / ".journal").read_text().splitlines()]
     assert sorted(journal) == ["ann", "bob"]  # each once: the failure was never journaled
+
+
+@root_only
+def test_a_failed_later_version_does_not_leave_the_earlier_one_done(course, tmp_path):
+    """ann's X is graded; her Y then fails in the engine; she hands in X again: X is graded again,
+    not skipped as done while the records hold Y's failure."""
+    import autograder
+    x, y = tmp_path / "x" / "ann.ipynb", tmp_path / "y" / "ann.ipynb"
+    x.parent.mkdir(), y.parent.mkdir()
+    x.write_bytes(REFERENCE), y.write_bytes(WRONG)
+    out = tmp_path / "out"
+    assert autograder.grade("tiny", [x], out=out, root=course, gradebook=False).rows[0]["status"] == "ok"
+    failed = autograder.grade("tiny", [y], out=out, root=course, engine=FailsOnce("ann"), gradebook=False)
+    assert failed.rows[0]["status"] == "grader-error"
+    again = autograder.grade("tiny", [x], out=out, root=course, gradebook=False)
+    assert again.already_done == 0
+    assert (again.rows[0]["status"], float(again.rows[0]["score"]), again.rows[0]["sha256"]) == \
+        ("ok", 3.0, hashlib.sha256(REFERENCE).hexdigest())
+
+
+def test_the_same_file_reached_twice_is_one_submission(course, tmp_path):
+    """A file given on its own and inside its folder is one student, not a collision."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "sam.ipynb").write_bytes(REFERENCE)
+    paths = [str(tmp_path / "in" / "sam.ipynb"), str(tmp_path / "in"), str(tmp_path / "in" / "sam.ipynb")]
+    [sub] = discover(paths, "tiny")
+    assert sub.problem is None and sub.data == REFERENCE
+
+
+def test_a_collision_never_writes_placeholder_bytes_over_a_kept_submission(course, tmp_path):
+    """sam was graded; a later run finds two different sam notebooks: both are kept as attempts and
+    the submission kept before is not replaced by empty bytes."""
+    from autograder import records
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "sam.ipynb").write_bytes(REFERENCE)
+    (tmp_path / "b" / "sam.ipynb").write_bytes(WRONG)
+    out = tmp_path / "out"
+    [first] = discover([str(tmp_path / "a")], "tiny")
+    records.keep_submitted(out, first)
+    [clash] = discover([str(tmp_path / "a"), str(tmp_path / "b")], "tiny")
+    assert clash.problem_status == "duplicate-id"
+    records.keep_submitted(out, clash)
+    kept = out / "students" / "sam" / "submitted"
+    assert (kept / "sam.ipynb").read_bytes() == REFERENCE
+    assert sorted(p.read_bytes() for p in kept.glob("attempt-*")) == sorted([REFERENCE, WRONG])
 
 
 class Watching:
