@@ -33,6 +33,9 @@ logger = logging.getLogger("autograder.cluster")
 RESOURCE = "sandbox"
 
 
+CONNECT_TIMEOUT = "60s"   # to reach the scheduler at the start of a run
+
+
 class NoSandboxSlots(GradingError):
     """No worker of the cluster offers sandbox slots."""
 
@@ -172,10 +175,15 @@ class Dask:
         return {addr: s["refused"] for addr, s in self.workers.items() if s.get("refused")}
 
     def open(self, spec: SandboxSpec, limits: Limits, tasks: int, log_dir: Path) -> None:
-        self.client = self.target if isinstance(self.target, Client) else Client(self.target, timeout="60s")
-        watch = EndsWithClient(self.client.id, self.name)
-        self.client.register_plugin(watch, name=watch.name)  # first: a run never outlives its client
-        self.client.register_plugin(SandboxPlugin(spec, limits), name=self.name)
+        try:
+            self.client = self.target if isinstance(self.target, Client) else Client(self.target, timeout=CONNECT_TIMEOUT)
+            watch = EndsWithClient(self.client.id, self.name)
+            self.client.register_plugin(watch, name=watch.name)  # first: a run never outlives its client
+            self.client.register_plugin(SandboxPlugin(spec, limits), name=self.name)
+        except (OSError, TimeoutError) as exc:   # unreachable, or the connection lost while starting
+            where = self.target if isinstance(self.target, str) else "the client's scheduler"
+            raise GradingError(f"the Dask cluster at {where} could not start this run ({type(exc).__name__}: {exc}); nothing was graded, "
+                               "run again when the scheduler and its workers are up") from None
 
     def ready(self) -> None:
         self.workers = self.client.run(_state, self.name)

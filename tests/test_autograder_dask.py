@@ -247,6 +247,16 @@ def test_no_worker_with_a_sandbox_refuses_as_the_cli_does(tmp_path, monkeypatch,
     assert not list((tmp_path / "out").glob("students/*/results.json"))
 
 
+def test_an_unreachable_scheduler_is_a_clear_refusal_not_a_traceback(tmp_path, monkeypatch, capsys):
+    from autograder import cluster
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "2s")
+    code = main(["grade", "tiny", str(_grading_inbox(tmp_path)), "--out", str(tmp_path / "out"),
+                 "--root", str(FIXTURE_COURSE), "--no-gradebook", "--engine", "tcp://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert code == 2 and "tcp://127.0.0.1:9 could not start this run" in err and "Traceback" not in err
+    assert not list((tmp_path / "out").glob("students/*/results.json"))
+
+
 def test_a_refusal_ends_with_its_run_and_a_later_run_uses_the_worker_again(tmp_path, monkeypatch):
     from autograder.api import grade
     from autograder.sandbox import Worker
