@@ -12,6 +12,7 @@ import fcntl
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -105,6 +106,9 @@ def grade(assignment: str | Assignment, submissions: Iterable[str | Path | Submi
             subs = discover(subs, a.name)
         except (InputError, FileNotFoundError) as exc:
             raise GradingError(str(exc)) from None
+    repeated = sorted(sid for sid, n in Counter(s.student_id for s in subs).items() if n > 1)
+    if repeated:   # discover() turns these into one duplicate-id each; Submission values come as given
+        raise GradingError(f"more than one submission for {', '.join(repeated[:5])}: give one per student")
     out = Path(out or Path(root) / "grades" / a.name).resolve()
     out.mkdir(parents=True, exist_ok=True)
     with open(out / ".lock", "a+") as lock:

@@ -262,6 +262,15 @@ def test_a_failed_later_version_does_not_leave_the_earlier_one_done(course, tmp_
         ("ok", 3.0, hashlib.sha256(REFERENCE).hexdigest())
 
 
+def test_the_api_refuses_two_submission_values_of_one_student(course, tmp_path):
+    import autograder
+    (tmp_path / "sam.ipynb").write_bytes(REFERENCE)
+    subs = discover([str(tmp_path / "sam.ipynb")], "tiny") * 2
+    with pytest.raises(autograder.GradingError, match="more than one submission for sam"):
+        autograder.grade("tiny", subs, out=tmp_path / "out", root=course, gradebook=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_same_file_reached_twice_is_one_submission(course, tmp_path):
     """A file given on its own and inside its folder is one student, not a collision."""
     (tmp_path / "in").mkdir()
