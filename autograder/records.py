@@ -57,21 +57,23 @@ class Journal:
     with the content address ``assignment/student/sha256``, so a rerun skips what is done. Only
     results the submission itself decided are done (not those of :data:`NOT_FINAL`)."""
 
-    def __init__(self, out: Path):
-        self.path = out / ".journal"
-        self.done: dict[str, str] = {}
+    def __init__(self, out: Path, gradebook: bool = True):
+        self.path, self.gradebook = out / ".journal", gradebook
+        self.done: dict[str, tuple[str, bool]] = {}   # student -> (sha256, recorded in the gradebook)
         if self.path.exists():
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
                     entry = json.loads(line)
-                    self.done[entry["student_id"]] = entry["sha256"]
+                    self.done[entry["student_id"]] = (entry["sha256"], entry.get("gradebook") is True)
                 except (ValueError, KeyError, TypeError):
                     continue  # a line cut short by a kill
 
     def is_done(self, sub: Submission, out: Path) -> bool:
-        """Journaled, and the student's recorded result is this submission's own and final (a
-        later failure of another version, or a kill between the two writes, leaves it otherwise)."""
-        if self.done.get(sub.student_id) != sub.sha256:
+        """Journaled (in the gradebook too, when this run writes one), and the student's recorded
+        result is this submission's own and final (a later failure of another version, or a kill
+        between the two writes, leaves it otherwise)."""
+        sha, in_gradebook = self.done.get(sub.student_id, (None, False))
+        if sha != sub.sha256 or (self.gradebook and not in_gradebook):
             return False
         try:
             recorded = json.loads((student_dir(out, sub.student_id) / "results.json").read_text(encoding="utf-8"))
@@ -86,10 +88,11 @@ class Journal:
             return
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"key": content_address(result["assignment"], result["student_id"], result["sha256"]),
-                                 "student_id": result["student_id"], "sha256": result["sha256"]}) + "\n")
+                                 "student_id": result["student_id"], "sha256": result["sha256"],
+                                 "gradebook": self.gradebook}) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-        self.done[result["student_id"]] = result["sha256"]
+        self.done[result["student_id"]] = (result["sha256"], self.gradebook)
 
 
 # --------------------------------------------------------------------------- files per submission
@@ -347,7 +350,7 @@ class Recorder:
 
     def __init__(self, out: Path, assignment, gradebook: bool = True):
         self.out, self.a = out, assignment
-        self.journal = Journal(out)
+        self.journal = Journal(out, gradebook)
         self.gradebook = Gradebook(assignment) if gradebook else None
 
     def save(self, sub: Submission, result, sub_nb=None) -> None:

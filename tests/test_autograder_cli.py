@@ -262,6 +262,20 @@ def test_a_failed_later_version_does_not_leave_the_earlier_one_done(course, tmp_
         ("ok", 3.0, hashlib.sha256(REFERENCE).hexdigest())
 
 
+@root_only
+def test_a_run_with_the_gradebook_records_what_a_run_without_it_graded(course, tmp_path):
+    """Graded with --no-gradebook, then with the gradebook: the second run grades again, so the
+    gradebook and autograded/ hold the student (not skipped as done)."""
+    import autograder
+    (tmp_path / "ann.ipynb").write_bytes(REFERENCE)
+    out = tmp_path / "out"
+    autograder.grade("tiny", [tmp_path / "ann.ipynb"], out=out, root=course, gradebook=False)
+    again = autograder.grade("tiny", [tmp_path / "ann.ipynb"], out=out, root=course)
+    assert again.already_done == 0 and (course / "autograded" / "ann" / "tiny" / "tiny.ipynb").is_file()
+    third = autograder.grade("tiny", [tmp_path / "ann.ipynb"], out=out, root=course)
+    assert third.already_done == 1
+
+
 def test_the_api_refuses_two_submission_values_of_one_student(course, tmp_path):
     import autograder
     (tmp_path / "sam.ipynb").write_bytes(REFERENCE)
