@@ -73,9 +73,21 @@ def write_lms(out: Path, assignment: str, root: Path, column: str | None = None)
             results.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError):
             continue
+    # One row per platform user: a student renamed on the platform between two downloads has two
+    # folders here (the id keeps the name) but one user id; the latest submission is their grade.
+    latest: dict[tuple, dict] = {}
+    for r in results:
+        platform, _, number = _platform(r)
+        if platform and (platform, number) in latest:
+            kept = latest[(platform, number)]
+            if (r.get("submitted_at") or "", r.get("graded_at") or "") <= \
+                    (kept.get("submitted_at") or "", kept.get("graded_at") or ""):
+                continue
+        latest[(platform, number) if platform else ("", r["student_id"])] = r
     emails = _emails(root)
     canvas, moodle = [], []
-    for r in results:
+    kept_ids = {id(r) for r in latest.values()}
+    for r in [r for r in results if id(r) in kept_ids]:
         platform, name, number = _platform(r)
         score, top = total_points(r)
         sid = r["student_id"]

@@ -60,3 +60,20 @@ def test_canvas_and_moodle_files_from_an_lms_download(tmp_path):
     assert (grades["fay_12345"]["score"], grades["fay_12345"]["manual_score"],
             grades["fay_12345"]["total_score"], grades["fay_12345"]["total_max_score"]) == ("3", "1", "4", "4")
     assert "Hand-graded answers: <strong>1 / 1</strong>" in (out / "students" / "fay_12345" / "feedback.html").read_text()
+
+
+def test_a_student_renamed_between_downloads_is_one_row_with_the_latest_grade(tmp_path):
+    """Canvas user 1201 is `doejohn` in the first download and `doejohnny` in the second: the upload
+    files hold one row for 1201, the later submission's grade."""
+    course = tmp_path / "course"
+    shutil.copytree(FIXTURE_COURSE, course)
+    out = tmp_path / "out"
+    for name, day, data in (("doejohn_1201_5551_tiny.ipynb", 1, submission(SOURCE, reference=True)),
+                            ("doejohnny_LATE_1201_5552_tiny.ipynb", 2, submission(SOURCE, solutions=WRONG_TINY))):
+        with zipfile.ZipFile(tmp_path / f"week{day}.zip", "w") as z:
+            z.writestr(zipfile.ZipInfo(name, (2026, 11, day, 12, 0, 0)), data)
+        assert main(["grade", "tiny", str(tmp_path / f"week{day}.zip"), "--out", str(out), "--root", str(course),
+                     "--workers", "1", "--no-gradebook"]) == 0
+    grades = {r["student_id"]: r["score"] for r in rows(out / "grades.csv")}
+    assert grades == {"doejohn_1201": "3", "doejohnny_1201": "0"}
+    assert [(r["ID"], r["Student"], r["tiny"]) for r in rows(out / "canvas.csv")] == [("1201", "doejohnny", "0")]
