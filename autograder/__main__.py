@@ -50,7 +50,66 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, help="the grading run's output folder (default: grades/<assignment>)")
     e.add_argument("--root", type=Path, default=None, help="course folder holding solutions/")
     e.add_argument("--lms-column", default=None, help="grade column in canvas.csv (default: the assignment id)")
+    s = sub.add_parser("serve", help="the submission service: students submit and get graded feedback in "
+                                     "seconds (see README)")
+    s.add_argument("--course", type=Path, default=None, help="course folder holding solutions/ (default: here)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8800, help="port (default 8800)")
+    s.add_argument("--db", default=None, metavar="URL",
+                   help="database URL (default: sqlite in COURSE/service/; postgresql+psycopg://... for several machines)")
+    s.add_argument("--engine", default="local", metavar="local|ADDRESS", help="as for grade")
+    s.add_argument("--hub", action="store_true",
+                   help="run as a JupyterHub service: students log in through the Hub (JUPYTERHUB_* settings from the Hub)")
+    t = sub.add_parser("tokens", help="make a login token for each student of a roster, for the submission service")
+    t.add_argument("roster", type=Path, help="CSV with a student_id column (and optionally role: student|instructor)")
+    t.add_argument("--course", type=Path, default=None, help="course folder (default: here)")
+    t.add_argument("--db", default=None, metavar="URL", help="the service's database URL (default: as serve)")
+    t.add_argument("--out", type=Path, required=True, help="CSV file to write the tokens to (hand them out; "
+                                                           "the service keeps only their hashes)")
     return p
+
+
+def serve(args) -> int:
+    from autograder.service import config as service_config
+    try:
+        cfg = service_config.load((args.course or default_root()), db=args.db)
+    except service_config.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    import uvicorn
+    from autograder.service.app import create_app
+    auth = None
+    if args.hub:
+        from autograder.service.hub import HubAuth
+        auth = HubAuth(cfg)
+    app = create_app(cfg, auth=auth, engine=args.engine)
+    print(f"Serving {cfg.root} on http://{args.host}:{args.port}/ (database {cfg.db.split('://')[0]})", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
+    return 0
+
+
+def tokens(args) -> int:
+    from autograder.service import config as service_config
+    from autograder.service.auth import issue_tokens
+    from autograder.service.store import Store
+    try:
+        cfg = service_config.load((args.course or default_root()), db=args.db)
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except service_config.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except FileExistsError:
+        print(f"error: {args.out} exists; tokens are never overwritten", file=sys.stderr)
+        return 2
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
+            n = issue_tokens(Store(cfg.db), args.roster, out)
+    except (OSError, ValueError) as exc:
+        os.unlink(args.out)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{n} tokens written to {args.out}; hand each student theirs")
+    return 0
 
 
 class Progress:
@@ -138,6 +197,10 @@ def main(argv=None) -> int:
         return grade(args)
     if args.command == "export":
         return export(args)
+    if args.command == "serve":
+        return serve(args)
+    if args.command == "tokens":
+        return tokens(args)
     return 2
 
 

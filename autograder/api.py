@@ -80,6 +80,14 @@ def engine_for(engine, workers: int | None = None):
     return engine
 
 
+def _assignment(name: str, root: Path | str | None) -> Assignment:
+    root = Path(root).resolve() if root else default_root()
+    try:
+        return Course(root).assignment(name)
+    except (UnknownAssignment, FileNotFoundError, ValueError) as exc:
+        raise GradingError(str(exc)) from None
+
+
 def grade(assignment: str | Assignment, submissions: Iterable[str | Path | Submission], *,
           out: Path | str | None = None, engine="local", limits: Limits | None = None,
           workers: int | None = None, root: Path | str | None = None, force: bool = False,
@@ -92,14 +100,8 @@ def grade(assignment: str | Assignment, submissions: Iterable[str | Path | Submi
     sandbox cannot be built (unless `allow_unsandboxed`, which grades without it and says so in
     every feedback). Every submission otherwise ends with a recorded result."""
     limits = limits or Limits()
-    if isinstance(assignment, Assignment):
-        a, root = assignment, assignment.root
-    else:
-        root = Path(root).resolve() if root else default_root()
-        try:
-            a = Course(root).assignment(assignment)
-        except (UnknownAssignment, FileNotFoundError, ValueError) as exc:
-            raise GradingError(str(exc)) from None
+    a = assignment if isinstance(assignment, Assignment) else _assignment(assignment, root)
+    root = a.root
     subs = list(submissions)
     if not all(isinstance(s, Submission) for s in subs):
         try:
@@ -171,38 +173,83 @@ def _run(a: Assignment, todo: list[Submission], recorder: records.Recorder, engi
         ready = time.monotonic()
         for where, why in getattr(engine, "refusals", {}).items():  # Dask workers without a sandbox
             warn(f"worker {where}: {why} Its share of the submissions goes to the other workers.")
-        sandbox = {"enabled": spec.sandbox, "layers": list(engine.layers), "limits": vars(limits)}
-        by_key: dict[str, Submission] = {}
-
-        def record(sub: Submission, result: Result) -> None:
-            result.sandbox = {**sandbox, "layers": result.sandbox.get("layers", sandbox["layers"])}
-            try:
-                nb = parse(sub)
-            except Rejected:
-                nb = None
+        for sub, result, nb in _graded(a, todo, engine, spec, drawn, limits):
             recorder.save(sub, result, nb)
             summary.results.append(result)
             if progress is not None:  # (result, how many done, how many to grade in this run)
                 progress(result, len(summary.results), len(todo))
-
-        tasks = []
-        for sub in todo:
-            try:
-                cells = runnable_cells(parse(sub), a)
-            except Rejected as exc:  # graded without running it
-                record(sub, reject(sub, a, drawn, exc))
-                continue
-            key = content_address(a.name, sub.student_id, sub.sha256)
-            by_key[key] = sub
-            tasks.append(Task(key, cells))
-        for task, transcript in engine.run(calls(a, drawn), tasks):
-            sub = by_key.pop(task.key)
-            record(sub, _scored(sub, a, drawn, transcript, limits))
-        for sub in by_key.values():  # an engine that lost a task: that student's error, never silence
-            record(sub, failed(sub, a, drawn, "grader-error", "the grading engine returned no result"))
         return ready
     finally:
         engine.close()
+
+
+def _graded(a: Assignment, todo: list[Submission], engine, spec: SandboxSpec, drawn: Draw, limits: Limits):
+    """(submission, scored Result, parsed notebook or None) for each of `todo`, as each finishes on
+    an engine already open; one the engine loses ends as that student's error, never in silence."""
+    sandbox = {"enabled": spec.sandbox, "layers": list(engine.layers), "limits": vars(limits)}
+    by_key: dict[str, Submission] = {}
+
+    def finished(sub: Submission, result: Result):
+        result.sandbox = {**sandbox, "layers": result.sandbox.get("layers", sandbox["layers"])}
+        try:
+            return sub, result, parse(sub)
+        except Rejected:
+            return sub, result, None
+
+    tasks = []
+    for sub in todo:
+        try:
+            cells = runnable_cells(parse(sub), a)
+        except Rejected as exc:  # graded without running it
+            yield finished(sub, reject(sub, a, drawn, exc))
+            continue
+        key = content_address(a.name, sub.student_id, sub.sha256)
+        by_key[key] = sub
+        tasks.append(Task(key, cells))
+    for task, transcript in engine.run(calls(a, drawn), tasks):
+        sub = by_key.pop(task.key)
+        yield finished(sub, _scored(sub, a, drawn, transcript, limits))
+    for sub in by_key.values():
+        yield finished(sub, failed(sub, a, drawn, "grader-error", "the grading engine returned no result"))
+
+
+class Grader:
+    """One assignment's engine kept open between calls, for a service that grades attempts as they
+    arrive: the sandboxes start once, and each call pays only for its own grading.
+
+    ``with Grader("optimizers", log_dir=...) as g: g.results(submissions)`` -> scored Results (inputs
+    drawn fresh per call); nothing is written: the caller records them."""
+
+    def __init__(self, assignment: str | Assignment, *, log_dir: Path | str, engine="local",
+                 limits: Limits | None = None, workers: int | None = None, root: Path | str | None = None):
+        self.a = assignment if isinstance(assignment, Assignment) else _assignment(assignment, root)
+        self.limits = limits or Limits()
+        self.spec = SandboxSpec.of(self.a)
+        self.engine = engine_for(engine, workers)
+        log_dir = Path(log_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.engine.open(self.spec, self.limits, workers or os.cpu_count() or 1, log_dir)
+        try:
+            self.engine.ready()
+        except BaseException:
+            self.engine.close()
+            raise
+
+    def results(self, submissions: list[Submission], seed: int | None = None) -> list[tuple[Submission, Result, object]]:
+        """(submission, Result, parsed notebook or None) for each submission, one per student."""
+        repeated = sorted(sid for sid, n in Counter(s.student_id for s in submissions).items() if n > 1)
+        if repeated:
+            raise GradingError(f"more than one submission for {', '.join(repeated[:5])}: give one per student")
+        return list(_graded(self.a, submissions, self.engine, self.spec, draw(self.a, seed), self.limits))
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self) -> "Grader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _scored(sub: Submission, a: Assignment, drawn: Draw, transcript, limits: Limits) -> Result:

@@ -106,7 +106,24 @@ def keep_submitted(out: Path, sub: Submission) -> None:
         _atomic_write(folder / f"attempt-{n}-{student_id(Path(name).stem)}.ipynb", data)
 
 
+FEEDBACK_CSS = """body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em} td,th{padding:.3em .6em;
+border-bottom:1px solid #ddd;vertical-align:top} tr.pass td:first-child{color:#176}
+tr.fail td:first-child{color:#a22} .warn{background:#fee;padding:.5em} pre{background:#f6f6f6;
+padding:.5em;white-space:pre-wrap}"""
+
+
 def feedback_html(result: dict) -> str:
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Feedback: {html.escape(result['assignment'])}</title>
+<style>{FEEDBACK_CSS}</style></head><body>
+<h1>{html.escape(result['assignment'])} — {html.escape(result['student_id'])}</h1>
+{feedback_body(result)}</body></html>
+"""
+
+
+def feedback_body(result: dict) -> str:
+    """The feedback itself, every value from the result escaped: points, each test cell's verdict with
+    the failed cases' messages, errors while running, the start of the notebook's output."""
     e = html.escape
     rows = []
     for t in result["tests"]:
@@ -123,17 +140,9 @@ def feedback_html(result: dict) -> str:
     errors = f"<h2>Errors while running your notebook</h2><ul>{errors}</ul>" if errors else ""
     output = result.get("output") or ""
     output = f"<h2>Your notebook's output (first part)</h2><pre>{e(output[:5000])}</pre>" if output.strip() else ""
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Feedback: {e(result['assignment'])}</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}} td,th{{padding:.3em .6em;
-border-bottom:1px solid #ddd;vertical-align:top}} tr.pass td:first-child{{color:#176}}
-tr.fail td:first-child{{color:#a22}} .warn{{background:#fee;padding:.5em}} pre{{background:#f6f6f6;
-padding:.5em;white-space:pre-wrap}}</style></head><body>
-<h1>{e(result['assignment'])} — {e(result['student_id'])}</h1>
-{warning}{_points_html(result)}{status}
+    return f"""{warning}{_points_html(result)}{status}
 <table><tr><th>Test</th><th>Points</th><th>Result</th></tr>{''.join(rows)}</table>
-{errors}{output}</body></html>
-"""
+{errors}{output}"""
 
 
 def _points_html(result: dict) -> str:

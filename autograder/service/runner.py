@@ -1,0 +1,201 @@
+"""The service's grader: takes queued attempts from the store, grades them on warm sandboxes, records
+each result under its lease, and gives the counting attempt to nbgrader's gradebook.
+
+One thread beside the web app. Each assignment's :class:`~autograder.api.Grader` stays open, so an
+attempt costs its own grading (a fraction of a second for these assignments), not a sandbox start.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import queue
+import threading
+import time
+import traceback
+from collections import defaultdict
+
+from autograder import records
+from autograder.api import Grader, GradingError
+from autograder.course import Course
+from autograder.sandbox import Refused
+from autograder.scoring import Result
+from autograder.service.config import Config
+from autograder.service.store import Attempt, Store, dead_owner, owner_name
+from autograder.submissions import Submission
+
+STALE_SECONDS = 900  # a lease older than this, held on another machine, is taken over
+SWEEP_SECONDS = 30
+
+
+def submission(att: Attempt) -> Submission:
+    return Submission(att.student, att.filename, att.data, f"service attempt {att.id}",
+                      submitted_at=att.received_at, time_source="service receipt")
+
+
+def rounds(batch: list[Attempt]) -> list[list[Attempt]]:
+    """Split a batch so no student appears twice in one grading call, keeping arrival order."""
+    out: list[list[Attempt]] = []
+    seen: dict[str, int] = defaultdict(int)
+    for att in batch:
+        k = seen[att.student]
+        seen[att.student] += 1
+        if k == len(out):
+            out.append([])
+        out[k].append(att)
+    return out
+
+
+class Runner(threading.Thread):
+    def __init__(self, store: Store, config: Config, engine="local", batch: int | None = None):
+        super().__init__(name="grader", daemon=True)
+        self.store, self.config, self.engine = store, config, engine
+        self.batch = batch or 4 * config.workers
+        self.owner = owner_name()
+        self.wake, self.stopping = threading.Event(), threading.Event()
+        self.graders: dict[str, Grader] = {}
+        self.course = Course(config.root)
+        self.problem: str | None = None  # why grading is stalled, for the instructor page
+        self.graded = 0
+        # nbgrader's records are written by a thread of their own: opening the gradebook takes
+        # seconds, and a student waiting for feedback should not wait for it
+        self.books: queue.Queue = queue.Queue()
+        self.bookkeeper = threading.Thread(target=self._keep_books, name="gradebook", daemon=True)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def run(self) -> None:
+        self.bookkeeper.start()
+        dead = dead_owner(self.owner, STALE_SECONDS)
+        swept = 0.0
+        try:
+            while not self.stopping.is_set():
+                if time.monotonic() - swept > SWEEP_SECONDS:
+                    self.store.requeue(dead)  # attempts of a grader that died: graded again, once
+                    swept = time.monotonic()
+                batch = self.store.claim(self.owner, self.batch)
+                if not batch:
+                    self.wake.wait(1.0)
+                    self.wake.clear()
+                    continue
+                by_assignment: dict[str, list[Attempt]] = defaultdict(list)
+                for att in batch:
+                    by_assignment[att.assignment].append(att)
+                for name, atts in by_assignment.items():
+                    try:
+                        self._grade(name, atts)
+                    except Exception:  # noqa: BLE001 -- the grader thread never dies: said, and retried
+                        self.problem = f"grading {name} failed: {traceback.format_exc(limit=3)}"
+                        self.store.requeue(lambda owner, _: owner == self.owner)
+                        self.stopping.wait(5.0)
+        finally:
+            for g in self.graders.values():
+                g.close()
+            self.books.put(None)
+            self.bookkeeper.join(60)
+
+    def _keep_books(self) -> None:
+        stop = False
+        while not stop:
+            items = [self.books.get()]
+            while True:  # everything waiting: one gradebook session per assignment
+                try:
+                    items.append(self.books.get_nowait())
+                except queue.Empty:
+                    break
+            stop = None in items
+            pending: dict[str, tuple] = {}
+            for item in filter(None, items):
+                a, finished = item
+                pending.setdefault(a.name, (a, []))[1].extend(finished)
+            for a, finished in pending.values():
+                self._to_gradebook(a, finished)
+
+    def _grade(self, name: str, atts: list[Attempt]) -> None:
+        try:
+            grader = self.graders.get(name)
+            if grader is None:
+                grader = self.graders[name] = Grader(
+                    self.course.assignment(name), log_dir=self.config.state / "logs" / name,
+                    engine=self.engine, workers=self.config.workers)
+            self.problem = None
+        except (Refused, GradingError, OSError) as exc:  # the attempts wait, queued, for a grader that can
+            self.problem = f"cannot grade {name}: {exc}"
+            self.store.requeue(lambda owner, _: owner == self.owner)
+            self.stopping.wait(5.0)
+            return
+        counting = []
+        for group in rounds(atts):
+            for sub, result, nb in grader.results([submission(a) for a in group]):
+                att = next(a for a in group if a.student == sub.student_id)
+                if self._record(att, result):
+                    counting.append((att, sub, result, nb))
+        if counting:
+            self.books.put((grader.a, counting))
+
+    def _record(self, att: Attempt, result: Result) -> bool:
+        record = result.as_record()
+        record["attempt"] = att.id
+        record["late"] = att.late
+        done = self.store.finish(att.id, self.owner, status=result.status, score=result.score,
+                                 max_score=result.max_score,
+                                 result=json.dumps(record, default=float, ensure_ascii=True),
+                                 feedback=records.feedback_body(record))
+        self.graded += done
+        return done
+
+    def _to_gradebook(self, a, finished) -> None:
+        """nbgrader's records (gradebook, autograded/, grades/<a>/) follow each student's counting
+        attempt, so ``nbgrader export``, formgrader and feedback keep working."""
+        policy = self.config.policy(a.name)
+        todo = []
+        for att, sub, result, nb in finished:
+            counting = self.store.counting(att.student, a.name, policy.counts)
+            if counting is not None and counting.id == att.id:
+                todo.append((sub, result, nb))
+        if not todo:
+            return
+        out = a.root / "grades" / a.name
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(out / ".lock", "a+") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # an instructor's `autograder grade` run finishes first
+                recorder = records.Recorder(out, a, gradebook=True)
+                try:
+                    for sub, result, nb in todo:
+                        self._due_date(recorder, a.name, sub.student_id, policy)
+                        recorder.save(sub, result, nb)
+                finally:
+                    recorder.close()
+                records.write_csv(out)
+        except Exception:  # noqa: BLE001 -- the attempts' results are recorded; the gradebook is retried next time
+            self.problem = f"could not update nbgrader's gradebook for {a.name}: {traceback.format_exc(limit=2)}"
+
+    @staticmethod
+    def _due_date(recorder: records.Recorder, assignment: str, student: str, policy) -> None:
+        """The policy's due date and this student's extension, in the gradebook, so that nbgrader's
+        late flags and late-penalty plugin judge the counting attempt as nbgrader would."""
+        if recorder.gradebook is None or policy.deadline is None:
+            return
+        gb = recorder.gradebook.gb
+        naive = lambda t: t.astimezone(dt.timezone.utc).replace(tzinfo=None)  # noqa: E731
+        gb.update_or_create_assignment(assignment, duedate=naive(policy.deadline))
+        gb.update_or_create_student(student)
+        due = policy.due(student)
+        if due != policy.deadline:
+            gb.update_or_create_submission(assignment, student, extension=due - policy.deadline)
+
+
+def wait_idle(store: Store, timeout: float) -> bool:
+    """True once nothing is queued or being graded (tests and benchmarks)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if store.queued() == 0:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+__all__ = ["Runner", "rounds", "submission", "wait_idle"]
