@@ -17,6 +17,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
@@ -38,13 +39,14 @@ templates = Environment(loader=PackageLoader("autograder.service", "templates"),
                         autoescape=select_autoescape(["html"]))
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int):
+        super().__init__(413, f"The upload is larger than {limit >> 20} MiB; nothing was recorded.")
 
 
 class LimitBody:
     """Refuse a request body over `limit` bytes before it is read: by its Content-Length, and by
-    counting what arrives when it has none (chunked)."""
+    counting what arrives when it has none (chunked): the app's handler then answers 413."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -63,17 +65,14 @@ class LimitBody:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise BodyTooLarge()
+                    raise BodyTooLarge(self.limit)
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except BodyTooLarge:
-            await _too_large(self.limit)(scope, receive, send)
+        await self.app(scope, counted, send)
 
 
 def _too_large(limit: int) -> Response:
-    return PlainTextResponse(f"The upload is larger than {limit >> 20} MiB; nothing was recorded.", 413)
+    return PlainTextResponse(BodyTooLarge(limit).detail, 413)
 
 
 class Service:
@@ -152,7 +151,7 @@ class Service:
             return RedirectResponse("/?error=Please+log+in+first.", 303)
         try:
             form = await request.form(max_files=1, max_fields=4, max_part_size=self.config.max_upload)
-        except BodyTooLarge:
+        except HTTPException:
             raise
         except Exception:  # noqa: BLE001 -- a malformed multipart body
             return self.student_page(request, user, "The upload could not be read; nothing was recorded.", 400)
