@@ -169,6 +169,7 @@ class Dask:
         self.layers: list[str] = []
         self.name = f"autograder-sandbox-{uuid.uuid4().hex[:12]}"
         self.workers: dict[str, dict] = {}
+        self.runs = 0
 
     @property
     def refusals(self) -> dict[str, str]:
@@ -199,8 +200,10 @@ class Dask:
         """(task, transcript or the task's exception), as each finishes. The calls are made by a task
         of their own, so the scheduler can make them again when the workers holding them are lost; a
         task cancelled that way is sent again (twice at most). A task's key is its content address
-        plus this run's id."""
-        shared = self.client.submit(_the_calls, calls, key=f"calls/{self.name}", pure=False)
+        plus this run's id and number."""
+        self.runs += 1  # an engine kept open (api.Grader) runs again: keys never repeat an earlier run's
+        run = f"{self.name}/{self.runs}"
+        shared = self.client.submit(_the_calls, calls, key=f"calls/{run}", pure=False)
         todo = iter(tasks)
         # Back-pressure: at most a window of tasks is out, so finished transcripts waiting for the
         # scorer (each up to Limits.max_transcript) stay a few per sandbox slot, as on one machine.
@@ -211,7 +214,7 @@ class Dask:
         def submit(t: Task):
             tries[t.key] = tries.get(t.key, 0) + 1
             f = self.client.submit(run_submission, self.name, shared, t.cells,
-                                   key=f"{t.key}/{self.name}/{tries[t.key]}", resources={RESOURCE: 1}, pure=False)
+                                   key=f"{t.key}/{run}/{tries[t.key]}", resources={RESOURCE: 1}, pure=False)
             futures[f.key] = (f, t)
             return f
 

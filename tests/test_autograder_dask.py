@@ -76,6 +76,21 @@ def test_the_cluster_grades_as_the_local_engine(a, cluster, tmp_path):
     assert sandbox["enabled"] is True and sandbox["layers"]
 
 
+def test_a_grader_kept_open_on_the_cluster_grades_each_call_with_its_own_draw(cluster, tmp_path):
+    """The submission service keeps one engine open (api.Grader) and calls it again and again: each
+    call's hidden inputs are its own, so a right notebook keeps full marks and a wrong one none."""
+    from autograder.api import Grader
+    from autograder.course import load_assignment
+    from autograder.submissions import Submission
+    source = FIXTURE_COURSE / "solutions" / "tiny" / "tiny.ipynb"
+    right, wrong_ = submission(source, reference=True), submission(source, solutions=WRONG_TINY)
+    with Grader(load_assignment("tiny", FIXTURE_COURSE), log_dir=tmp_path, engine=cluster.scheduler_address) as g:
+        for _ in range(3):
+            got = {sub.student_id: (r.score, r.status) for sub, r, _ in
+                   g.results([Submission("ann", "tiny.ipynb", right, "t"), Submission("bob", "tiny.ipynb", wrong_, "t")])}
+            assert got == {"ann": (3.0, "ok"), "bob": (0.0, "ok")}
+
+
 SLOW = "import time\ntime.sleep(3)"  # long enough to be killed in the middle of it
 
 

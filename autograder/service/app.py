@@ -17,6 +17,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -81,6 +82,8 @@ class Service:
         self.course = Course(config.root)
         self.assignments = sorted(p.name for p in (config.root / "solutions").iterdir()
                                   if (p / "cases.py").exists())
+        for name in self.assignments:  # loaded once, here, not by two request threads at once
+            self.course.assignment(name)
         self.runner = Runner(store, config, engine=engine)
 
     # ------------------------------------------------------------------ who is asking
@@ -162,13 +165,15 @@ class Service:
             return self.student_page(request, user, "Choose a notebook (.ipynb) to submit.", 400)
         data = await upload.read()
         try:
-            att = self.accept(user, str(form.get("assignment", "")), upload.filename or "notebook.ipynb", data)
+            att = await run_in_threadpool(self.accept, user, str(form.get("assignment", "")),
+                                          upload.filename or "notebook.ipynb", data)
         except Refusal as exc:
             return self.student_page(request, user, str(exc), exc.status)
         return RedirectResponse(f"/attempts/{att.id}", 303)
 
     def accept(self, user, assignment: str, filename: str, data: bytes) -> Attempt:
-        """Check what can be checked without running it, then record the attempt, queued."""
+        """Check what can be checked without running it, then record the attempt, queued. (In a
+        worker thread: reading a large notebook must not hold up other requests.)"""
         if assignment not in self.assignments:
             raise Refusal(404, f"There is no assignment {assignment[:80]!r}; choose one of "
                                f"{', '.join(self.assignments)}.")
@@ -213,7 +218,7 @@ class Service:
         filename = request.query_params.get("filename", f"{assignment}.ipynb")
         data = await request.body()
         try:
-            att = self.accept(user, assignment, filename, data)
+            att = await run_in_threadpool(self.accept, user, assignment, filename, data)
         except Refusal as exc:
             return JSONResponse({"error": str(exc)}, exc.status)
         return JSONResponse(self.attempt_json(att, request), 202)
