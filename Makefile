@@ -29,11 +29,20 @@ book: $(STAMP)
 	@echo
 	@echo "The site is in _build/html (open _build/html/index.html, or run 'make serve' for http://localhost:$(PORT))."
 
+# JupyterHub's proxy, for the tests that start a real Hub (tests/test_service_hub.py)
+CHP_VERSION := 5.3.0
+CHP := .tools/node_modules/.bin/configurable-http-proxy
+
 test: $(STAMP)
 	@dpkg -s chromium chromium-driver fonts-noto-cjk >/dev/null 2>&1 || { \
 	  echo "Installing Debian's chromium, chromium-driver and CJK fonts for the browser tests"; \
 	  $$([ "$$(id -u)" = 0 ] || echo sudo) sh -c 'apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-noto-cjk'; }
+	@test -x $(CHP) || { \
+	  command -v npm >/dev/null || $$([ "$$(id -u)" = 0 ] || echo sudo) sh -c 'apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm'; \
+	  echo "Installing configurable-http-proxy into .tools/ for the JupyterHub tests"; \
+	  npm install --silent --no-audit --no-fund --prefix .tools configurable-http-proxy@$(CHP_VERSION); }
 	$(BIN)/python -m pytest
 
 ASSIGNMENT_IDS := optimizers classification backprop

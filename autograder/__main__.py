@@ -80,10 +80,14 @@ def serve(args) -> int:
     from autograder.service.app import create_app
     auth = None
     if args.hub:
-        from autograder.service.hub import HubAuth
-        auth = HubAuth(cfg)
+        from autograder.service.hub import HubAuth, HubConfigError
+        try:
+            auth = HubAuth(cfg)
+        except HubConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     app = create_app(cfg, auth=auth, engine=args.engine)
-    print(f"Serving {cfg.root} on http://{args.host}:{args.port}/ (database {cfg.db.split('://')[0]})", flush=True)
+    print(f"Serving {cfg.root} on http://{args.host}:{args.port}{getattr(auth, 'prefix', '/')} (database {cfg.db.split('://')[0]})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
     return 0
 

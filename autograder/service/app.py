@@ -23,7 +23,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from autograder.course import Course, UnknownAssignment
 from autograder.scoring import Rejected, parse, runnable_cells
@@ -79,6 +79,8 @@ def _too_large(limit: int) -> Response:
 class Service:
     def __init__(self, config: Config, store: Store, auth, engine="local"):
         self.config, self.store, self.auth = config, store, auth
+        # where the app lives: "/" standalone, JUPYTERHUB_SERVICE_PREFIX behind the Hub's proxy
+        self.base = getattr(auth, "prefix", "/")
         self.course = Course(config.root)
         self.assignments = sorted(p.name for p in (config.root / "solutions").iterdir()
                                   if (p / "cases.py").exists())
@@ -115,7 +117,7 @@ class Service:
         user = self.user(request)
         html = templates.get_template(name).render(
             user=user, instructor=self.is_instructor(user), csrf=self.csrf(request),
-            hub=getattr(self.auth, "hub", False), **context)
+            hub=getattr(self.auth, "hub", False), base=self.base, **context)
         return HTMLResponse(html, status)
 
     # ------------------------------------------------------------------ pages
@@ -138,20 +140,24 @@ class Service:
         who = self.auth.user_for_token(str(form.get("token", "")).strip())
         if who is None:
             return self.page(request, "login.html", 403, error="That token is not on the roster.")
+        return self.signed_in(request, who)
+
+    def signed_in(self, request: Request, who: tuple[str, str]) -> Response:
+        """A fresh session for `who` (roster token or Hub login), then their start page."""
         request.session.clear()
         request.session.update(user=who[0], role=who[1], csrf=secrets.token_urlsafe(24))
-        return RedirectResponse("/instructor" if self.is_instructor(who) else "/", 303)
+        return RedirectResponse(self.base + ("instructor" if self.is_instructor(who) else ""), 303)
 
     async def logout(self, request: Request) -> Response:
         form = await request.form()
         if self.csrf_ok(request, form):
             request.session.clear()
-        return RedirectResponse("/", 303)
+        return RedirectResponse(self.base, 303)
 
     async def submit_form(self, request: Request) -> Response:
         user = self.user(request)
         if user is None:
-            return RedirectResponse("/?error=Please+log+in+first.", 303)
+            return RedirectResponse(self.base + "?error=Please+log+in+first.", 303)
         try:
             form = await request.form(max_files=1, max_fields=4, max_part_size=self.config.max_upload)
         except HTTPException:
@@ -169,7 +175,7 @@ class Service:
                                           upload.filename or "notebook.ipynb", data)
         except Refusal as exc:
             return self.student_page(request, user, str(exc), exc.status)
-        return RedirectResponse(f"/attempts/{att.id}", 303)
+        return RedirectResponse(f"{self.base}attempts/{att.id}", 303)
 
     def accept(self, user, assignment: str, filename: str, data: bytes) -> Attempt:
         """Check what can be checked without running it, then record the attempt, queued. (In a
@@ -199,7 +205,7 @@ class Service:
 
     def _visible_attempt(self, request: Request, user) -> Attempt | Response:
         if user is None:
-            return RedirectResponse("/", 303)
+            return RedirectResponse(self.base, 303)
         try:
             att = self.store.attempt(int(request.path_params["id"]))
         except ValueError:
@@ -268,7 +274,7 @@ class Service:
     async def instructor(self, request: Request) -> Response:
         user = self.user(request)
         if not self.is_instructor(user):
-            return self.page(request, "missing.html", 404) if user else RedirectResponse("/", 303)
+            return self.page(request, "missing.html", 404) if user else RedirectResponse(self.base, 303)
         recent = self.store.attempts(limit=200)
         return self.page(request, "instructor.html", attempts=recent, rates=self.pass_rates(),
                          problem=self.runner.problem, queued=self.store.queued(), refresh=True)
@@ -350,6 +356,8 @@ def create_app(config: Config, auth=None, engine="local", start_grader: bool = T
               Route("/api/attempts/{id}", service.api_attempt),
               Route("/healthz", service.healthz)]
     routes += getattr(service.auth, "routes", lambda s: [])(service)
+    if service.base != "/":  # behind JupyterHub's proxy, which passes the prefix on
+        routes = [Mount(service.base.rstrip("/"), routes=routes)]
 
     @asynccontextmanager
     async def lifespan(app):
@@ -365,7 +373,7 @@ def create_app(config: Config, auth=None, engine="local", start_grader: bool = T
     secure = getattr(service.auth, "secure_cookies", False)
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[
         Middleware(SessionMiddleware, secret_key=session_secret(config.state), session_cookie="autograder",
-                   same_site="lax", https_only=secure, max_age=14 * 24 * 3600)])
+                   same_site="lax", https_only=secure, max_age=14 * 24 * 3600, path=service.base)])
     app.state.service = service
     outer = LimitBody(security_headers(app), config.max_upload + (64 << 10))
     outer.service = service
