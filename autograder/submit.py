@@ -217,7 +217,7 @@ def _wait_graded(url: str, token: str, attempt: dict, wait: float) -> dict:
             raise SubmitError(f"Attempt {attempt['id']} is recorded, but not graded within {wait:g} s (the "
                               f"grader is busy): its feedback will be at {attempt.get('url', url)}.")
         try:
-            status, reply = _request("GET", f"{url}/api/attempts/{int(attempt['id'])}?wait={min(left, 30):.0f}",
+            status, reply = _request("GET", f"{url}/api/attempts/{int(attempt['id'])}?wait={max(1.0, min(left, 30)):.0f}",
                                      token, timeout=min(left, 30) + 15)
         except (urllib.error.URLError, OSError) as exc:
             raise SubmitError(f"Attempt {attempt['id']} is recorded, but its feedback could not be fetched "
