@@ -36,15 +36,20 @@ SAVE_MESSAGE = ("The notebook file is older than the cells you ran: save it (Ctr
 
 
 class SubmitError(Exception):
-    """Why nothing (or nothing more) can be done, in one sentence for the student."""
+    """Why nothing (or nothing more) can be done, in one sentence for the student; `attempt` is the
+    attempt as recorded when it was submitted but its feedback did not come."""
+
+    def __init__(self, message: str, attempt: dict | None = None):
+        super().__init__(message)
+        self.attempt = attempt
 
 
 def submit(assignment: str | None = None, *, url: str | None = None, token: str | None = None,
            notebook: str | os.PathLike | None = None, wait: float = 60.0) -> dict | None:
     """Submit the saved notebook to the course's submission service and show its graded feedback.
 
-    Returns the attempt as the service describes it (``score``, ``max_score``, ``tests`` ...), or
-    None when nothing was submitted (the reason is shown)."""
+    Returns the attempt as the service describes it (``score``, ``max_score``, ``tests`` ...; without
+    them while it waits to be graded), or None when nothing was submitted (the reason is shown)."""
     try:
         url, token = service(url, token)
         path = notebook_path(notebook)
@@ -56,7 +61,7 @@ def submit(assignment: str | None = None, *, url: str | None = None, token: str 
         attempt = _wait_graded(url, token, attempt, wait)
     except SubmitError as exc:
         _problem(str(exc))
-        return None
+        return exc.attempt
     except OSError as exc:
         _problem(f"The notebook could not be read ({exc.strerror or exc}); nothing was submitted.")
         return None
@@ -215,16 +220,17 @@ def _wait_graded(url: str, token: str, attempt: dict, wait: float) -> dict:
         left = deadline - time.monotonic()
         if left <= 0:
             raise SubmitError(f"Attempt {attempt['id']} is recorded, but not graded within {wait:g} s (the "
-                              f"grader is busy): its feedback will be at {attempt.get('url', url)}.")
+                              f"grader is busy): its feedback will be at {attempt.get('url', url)}.", attempt)
         try:
-            status, reply = _request("GET", f"{url}/api/attempts/{int(attempt['id'])}?wait={max(1.0, min(left, 30)):.0f}",
-                                     token, timeout=min(left, 30) + 15)
+            poll = max(1.0, min(left, 30.0))
+            status, reply = _request("GET", f"{url}/api/attempts/{int(attempt['id'])}?wait={poll:.0f}", token,
+                                     timeout=poll + 15)
         except (urllib.error.URLError, OSError) as exc:
             raise SubmitError(f"Attempt {attempt['id']} is recorded, but its feedback could not be fetched "
-                              f"({_reason(exc)}): see {attempt.get('url', url)}.") from None
+                              f"({_reason(exc)}): see {attempt.get('url', url)}.", attempt) from None
         if status != 200 or not isinstance(reply, dict):
             raise SubmitError(f"Attempt {attempt['id']} is recorded, but its feedback could not be fetched "
-                              f"(HTTP {status}): see {attempt.get('url', url)}.")
+                              f"(HTTP {status}): see {attempt.get('url', url)}.", attempt)
         attempt = reply
     return attempt
 

@@ -201,6 +201,10 @@ def test_other_refusals_are_one_sentence_each(served, tmp_path, capsys):
     result, out = _submit_here(capsys, assignment="tiny", url=served.url, token=served.token,
                                notebook=tmp_path / "notes.ipynb")
     assert result is None and out.startswith("Not accepted") and "not a valid Jupyter notebook" in out
+    before = len(attempts(served))
+    result, out = _submit_here(capsys, url=served.url, token=served.token, notebook=path, wait=0)
+    assert out.startswith(f"Attempt {result['id']} is recorded, but not graded within 0 s") and \
+        result["state"] != "graded" and len(attempts(served)) == before + 1, out
 
 
 def test_no_service_set_names_the_settings(monkeypatch, tmp_path, capsys):
