@@ -1,9 +1,10 @@
 """A wheel of the course package for students, with no instructor material.
 
-It holds `optlab`, the visible checks an assignment notebook runs (`autograder.check` and the
-modules of `autograder` it imports, found from their import statements) and each released
-assignment's visible case data (`autograder/visible/<assignment>.json`), so that a notebook
-opened alone (Colab, a learning-platform download) checks the student's work as the grader will.
+It holds `optlab`; what an assignment notebook runs from the grader's package, the visible checks
+(`autograder.check`) and `submit()` (`autograder.submit`), with the modules of `autograder` they
+import (found from their import statements); and each released assignment's visible case data
+(`autograder/visible/<assignment>.json`), so that a notebook opened alone (Colab, a
+learning-platform download) checks the student's work as the grader will and can hand it in.
 Downloaded notebooks install it from the published site (`packages/` beside the pages) when an
 import fails. The wheel is written directly (a zip with its metadata), offline and byte-for-byte
 reproducible.
@@ -18,7 +19,8 @@ import zipfile
 from pathlib import Path
 
 PACKAGES = ("optlab",)                   # what a student notebook imports from the course
-CHECKS = "autograder.check"              # ... and the visible checks, with what they import
+STUDENT_MODULES = ("autograder.check",  # ... the visible checks and submit(), with what they import
+                   "autograder.submit")
 VISIBLE = "autograder/visible"           # where the wheel keeps each assignment's visible cases
 _EPOCH = (2020, 1, 1, 0, 0, 0)           # fixed timestamps: same sources, same bytes
 
@@ -80,13 +82,14 @@ def build(root: Path, target_dir: Path, project: dict) -> Path:
     for package in PACKAGES:
         for path in sorted((root / package).rglob("*.py")):
             files.append((path.relative_to(root).as_posix(), path.read_bytes()))
-    files += [(path, (root / path).read_bytes()) for path in module_closure(root, CHECKS)]
+    closure = sorted({path for module in STUDENT_MODULES for path in module_closure(root, module)})
+    files += [(path, (root / path).read_bytes()) for path in closure]
     files += [(f"{VISIBLE}/{path.parent.name}.json", path.read_bytes())
               for path in sorted(root.glob("assignments/*/visible_cases.json"))]
     metadata = "\n".join([
         "Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
         f"Summary: {project.get('description', '')} (student package: {', '.join(PACKAGES)}, "
-        f"{CHECKS})",
+        f"{', '.join(STUDENT_MODULES)})",
         f"Requires-Python: {project.get('requires-python', '>=3.11')}",
         *[f"Requires-Dist: {dep}" for dep in project.get("dependencies", [])], ""])
     files.append((f"{info}/METADATA", metadata.encode()))

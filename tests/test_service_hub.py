@@ -34,7 +34,7 @@ pytestmark = pytest.mark.service
 
 CHP = ROOT / ".tools" / "node_modules" / ".bin" / "configurable-http-proxy"
 SOURCE = FIXTURE_COURSE / "solutions" / "tiny" / "tiny.ipynb"
-NAME = "autograder"
+NAME = "submit"  # the name README and autograder.submit give the service
 PREFIX = f"/services/{NAME}/"
 PASSWORD = "correct horse battery"
 ALICE, BOB, PROF = "alice", "bob", "prof"
