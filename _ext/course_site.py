@@ -154,7 +154,8 @@ def install_specs(app: Sphinx) -> dict[str, str]:
     if repo is None:
         raise ExtensionError("set repository.url in _config.yml: notebooks install from it")
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
-    # The student wheel the build puts beside the pages (student_wheel.py): optlab only.
+    # The student wheel the build puts beside the pages (student_wheel.py): optlab, the visible
+    # checks (autograder.check) and submit() (autograder.submit).
     specs = {"optlab": site_url(app) + STUDENT_WHEEL_DIR + "/"
              + student_wheel.wheel_name(project["name"], project["version"])}
     requirements = root / "requirements.txt"
