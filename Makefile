@@ -30,10 +30,10 @@ book: $(STAMP)
 	@echo "The site is in _build/html (open _build/html/index.html, or run 'make serve' for http://localhost:$(PORT))."
 
 test: $(STAMP)
-	@dpkg -s chromium chromium-driver fonts-noto-cjk >/dev/null 2>&1 || { \
-	  echo "Installing Debian's chromium, chromium-driver and CJK fonts for the browser tests"; \
+	@dpkg -s chromium chromium-driver fonts-noto-cjk postgresql >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium, chromium-driver and CJK fonts (browser tests) and postgresql (the service's PostgreSQL tests start their own server)"; \
 	  $$([ "$$(id -u)" = 0 ] || echo sudo) sh -c 'apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-noto-cjk'; }
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-noto-cjk postgresql'; }
 	$(BIN)/python -m pytest
 
 ASSIGNMENT_IDS := optimizers classification backprop
