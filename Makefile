@@ -34,10 +34,10 @@ CHP_VERSION := 5.3.0
 CHP := .tools/node_modules/.bin/configurable-http-proxy
 
 test: $(STAMP)
-	@dpkg -s chromium chromium-driver fonts-noto-cjk >/dev/null 2>&1 || { \
-	  echo "Installing Debian's chromium, chromium-driver and CJK fonts for the browser tests"; \
+	@dpkg -s chromium chromium-driver fonts-noto-cjk postgresql >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium, chromium-driver and CJK fonts (browser tests) and postgresql (the service's PostgreSQL tests start their own server)"; \
 	  $$([ "$$(id -u)" = 0 ] || echo sudo) sh -c 'apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-noto-cjk'; }
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-noto-cjk postgresql'; }
 	@test -x $(CHP) || { \
 	  command -v npm >/dev/null || $$([ "$$(id -u)" = 0 ] || echo sudo) sh -c 'apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm'; \

@@ -133,3 +133,95 @@ def screenshot_dir() -> Path:
     shutil.rmtree(SCREENSHOTS, ignore_errors=True)
     SCREENSHOTS.mkdir(parents=True)
     return SCREENSHOTS
+
+
+# ---------------------------------------------------------------------------- a throwaway PostgreSQL
+import glob
+import os
+import pwd
+import random
+import signal
+import tempfile
+import time
+
+
+def postgres_bindir() -> Path | None:
+    """Where initdb and postgres are: Debian keeps them off PATH, in /usr/lib/postgresql/<version>/bin."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(os.path.realpath(found)).parent
+    dirs = [Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")]
+    return max(dirs, key=lambda d: int(d.parent.name) if d.parent.name.isdigit() else 0, default=None)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server of its own for the session: a fresh cluster in a temporary folder, reached
+    only through a unix socket there (no TCP), trust authentication, removed at the end. As root it runs
+    as `nobody` (PostgreSQL refuses to run as root). Yields the URL of its `postgres` database."""
+    bindir = postgres_bindir()
+    if bindir is None or not (bindir / "postgres").exists():
+        pytest.fail("The PostgreSQL tests need a PostgreSQL server (initdb, postgres); "
+                    "`make test` installs Debian's (apt-get install postgresql).")
+    # outside pytest's tmp folders, which are root's only: the server's user must reach this one
+    home = Path(tempfile.mkdtemp(prefix="autograder-pg-"))
+    as_user = {}
+    if os.geteuid() == 0:
+        nobody = pwd.getpwnam("nobody")
+        os.chown(home, nobody.pw_uid, nobody.pw_gid)
+        as_user = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+    data, sock, port = home / "data", home / "sock", random.randrange(20000, 60000)
+    env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "HOME": str(home)}
+    server = None
+    try:
+        init = subprocess.run([bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust",
+                               "--encoding=UTF8", "--no-sync"],
+                              capture_output=True, text=True, env=env, cwd=home, **as_user)
+        if init.returncode != 0:
+            pytest.fail(f"initdb failed:\n{init.stdout[-3000:]}\n{init.stderr[-3000:]}")
+        sock.mkdir(mode=0o700)
+        if as_user:
+            os.chown(sock, as_user["user"], as_user["group"])
+        log = open(home / "server.log", "wb")
+        # fsync off: a throwaway cluster need not survive a crash of this machine
+        server = subprocess.Popen(
+            [bindir / "postgres", "-D", data, "-k", sock, "-p", str(port), "-c", "listen_addresses=",
+             "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300",
+             "-c", "shared_buffers=32MB"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=home, **as_user)
+        log.close()
+        url = f"postgresql+psycopg://postgres@/postgres?host={sock}&port={port}"
+        import psycopg
+        for _ in range(300):
+            if server.poll() is not None:
+                pytest.fail(f"postgres exited ({server.returncode}):\n{(home / 'server.log').read_text()[-3000:]}")
+            try:
+                psycopg.connect(host=str(sock), port=port, user="postgres", dbname="postgres").close()
+                break
+            except psycopg.OperationalError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"postgres did not start in 30 s:\n{(home / 'server.log').read_text()[-3000:]}")
+        yield url
+    finally:
+        if server is not None and server.poll() is None:
+            server.send_signal(signal.SIGINT)  # fast shutdown: clients are cut off, then it stops
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A new, empty database on the session's PostgreSQL server; its SQLAlchemy URL."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+    server = make_url(postgres_server)
+    name = f"t{os.getpid()}_{random.randrange(1 << 30)}"
+    with psycopg.connect(host=server.query["host"], port=server.query["port"], user="postgres",
+                         dbname="postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server.set(database=name).render_as_string(hide_password=False)

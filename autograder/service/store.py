@@ -108,7 +108,10 @@ class Store:
             @sa.event.listens_for(self.engine, "begin")
             def _begin(conn):
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
-        metadata.create_all(self.engine)
+        with self.engine.begin() as c:
+            if not self.sqlite:  # services started together on an empty database: one creates the tables
+                c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('autograder.service schema'))"))
+            metadata.create_all(c)
 
     # ---------------------------------------------------------------- tokens
     def add_token(self, token: str, user: str, role: str = "student") -> None:
@@ -196,15 +199,19 @@ class Store:
         return done == 1
 
     def requeue(self, dead) -> int:
-        """Attempts whose lease holder `dead(owner, leased_at)` says is gone: queued again."""
+        """Attempts whose lease holder `dead(owner, leased_at)` says is gone: queued again. Only the
+        lease that was judged is taken back: one that another grader took over meanwhile stays."""
+        n = 0
         with self.engine.begin() as c:
             held = c.execute(sa.select(attempts.c.id, attempts.c.lease, attempts.c.leased_at)
                              .where(attempts.c.state == "grading")).all()
-            ids = [r.id for r in held if dead(r.lease, r.leased_at)]
-            if ids:
-                c.execute(attempts.update().where(attempts.c.id.in_(ids) & (attempts.c.state == "grading"))
-                          .values(state="queued", lease=None, leased_at=None))
-        return len(ids)
+            for r in held:
+                if dead(r.lease, r.leased_at):
+                    n += c.execute(attempts.update().where(
+                        (attempts.c.id == r.id) & (attempts.c.state == "grading")
+                        & (attempts.c.lease == r.lease) & (attempts.c.leased_at == r.leased_at))
+                        .values(state="queued", lease=None, leased_at=None)).rowcount
+        return n
 
     def counting(self, student: str, assignment: str, rule: str) -> Attempt | None:
         """The attempt that counts: the latest graded one ("last") or the highest score, earliest
