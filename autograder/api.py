@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -221,8 +222,12 @@ class Grader:
     drawn fresh per call); nothing is written: the caller records them."""
 
     def __init__(self, assignment: str | Assignment, *, log_dir: Path | str, engine="local",
-                 limits: Limits | None = None, workers: int | None = None, root: Path | str | None = None):
+                 limits: Limits | None = None, workers: int | None = None, root: Path | str | None = None,
+                 draw_every: float = 0.0):
         self.a = assignment if isinstance(assignment, Assignment) else _assignment(assignment, root)
+        # hidden inputs drawn afresh for each call, or at most every `draw_every` seconds (a service
+        # grading attempts one at a time: drawing can cost seconds, grading a fraction of one)
+        self.draw_every, self._drawn, self._draw_lock = draw_every, None, threading.Lock()
         self.limits = limits or Limits()
         self.spec = SandboxSpec.of(self.a)
         self.engine = engine_for(engine, workers)
@@ -240,7 +245,15 @@ class Grader:
         repeated = sorted(sid for sid, n in Counter(s.student_id for s in submissions).items() if n > 1)
         if repeated:
             raise GradingError(f"more than one submission for {', '.join(repeated[:5])}: give one per student")
-        return list(_graded(self.a, submissions, self.engine, self.spec, draw(self.a, seed), self.limits))
+        return list(_graded(self.a, submissions, self.engine, self.spec, self._draw(seed), self.limits))
+
+    def _draw(self, seed: int | None) -> Draw:
+        if seed is not None or self.draw_every <= 0:
+            return draw(self.a, seed)
+        with self._draw_lock:  # calls from several threads share one engine (and one draw)
+            if self._drawn is None or time.monotonic() - self._drawn[0] > self.draw_every:
+                self._drawn = (time.monotonic(), draw(self.a))
+            return self._drawn[1]
 
     def close(self) -> None:
         self.engine.close()

@@ -57,6 +57,7 @@ def execute(worker: Worker, cells: list[tuple[int, str]], calls: list[tuple[str,
     events: list[list] = []
     output, output_bytes = b"", 0
     used = 0  # bytes of the replies kept in the transcript
+    shown = None  # what the notebook printed while its cells ran: the feedback shows this part only
     while pending:
         if time.monotonic() >= deadline:
             events.append(["timeout"])
@@ -71,6 +72,8 @@ def execute(worker: Worker, cells: list[tuple[int, str]], calls: list[tuple[str,
                 raise SandboxError("invalid-reply", "sent a reply the grader does not understand")
             events.append(["executed", round(time.monotonic() - started, 3), raw])
             executed = True
+            if shown is None:  # printed before the reply was sent: in the pipe now. What follows is
+                shown = run.printed_so_far()  # printed during the (hidden) cases' calls: never shown
             while pending:
                 case_id, driver, inputs, timeout = pending[0]
                 started = time.monotonic()
@@ -94,7 +97,8 @@ def execute(worker: Worker, cells: list[tuple[int, str]], calls: list[tuple[str,
         finally:
             events.append(["closed", run.close()])
             output, output_bytes = bytes(run.output), run.output_bytes
-    return {"events": events, "output": output, "output_bytes": output_bytes, "layers": list(worker.layers)}
+    return {"events": events, "output": output if shown is None else shown, "output_bytes": output_bytes,
+            "layers": list(worker.layers)}
 
 
 @dataclass

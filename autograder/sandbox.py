@@ -554,6 +554,11 @@ class Run:
         if len(self.output) < self.OUTPUT_KEPT:
             self.output += chunk[: self.OUTPUT_KEPT - len(self.output)]
 
+    def printed_so_far(self) -> bytes:
+        """The output kept so far, with everything already in the pipe read first."""
+        self._drain_output()
+        return bytes(self.output)
+
     def _drain_output(self) -> None:
         while self.out_fd is not None and self.output_bytes <= self.worker.limits.max_output:
             try:

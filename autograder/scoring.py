@@ -96,6 +96,7 @@ class Rejected(Exception):
 
 
 MAX_CELLS = 2000
+NBGRADER_KEYS = {"grade", "solution", "locked", "task", "grade_id", "points", "schema_version", "checksum", "cell_type"}
 
 
 def parse(sub: Submission) -> nbformat.NotebookNode:
@@ -106,11 +107,27 @@ def parse(sub: Submission) -> nbformat.NotebookNode:
         raw = json.loads(sub.data.decode("utf-8"))
         if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list) or len(raw["cells"]) > MAX_CELLS:
             raise ValueError(f"not a notebook of at most {MAX_CELLS} cells")
-        nb = nbformat.reads(sub.data.decode("utf-8"), as_version=4)
+        for cell in raw["cells"]:  # stored outputs are never graded nor shown: dropped unread, so a
+            if isinstance(cell, dict):  # notebook padded with them costs no more to read than its code
+                cell.pop("attachments", None)
+                if "outputs" in cell:
+                    cell["outputs"] = []
+                if isinstance(cell.get("metadata"), dict):  # of its metadata only nbgrader's is read
+                    nbg = cell["metadata"].get("nbgrader")
+                    cell["metadata"] = {"nbgrader": _scalars(nbg, NBGRADER_KEYS)} if isinstance(nbg, dict) else {}
+        if isinstance(raw.get("metadata"), dict):
+            raw["metadata"] = {k: _scalars(v) for k, v in raw["metadata"].items()
+                               if k in ("kernelspec", "language_info") and isinstance(v, dict)}
+        nb = nbformat.reads(json.dumps(raw), as_version=4)
         nbformat.validate(nb)
     except Exception as exc:  # noqa: BLE001 -- any parse failure is the submission's problem
         raise Rejected("invalid-notebook", f"not a valid Jupyter notebook ({type(exc).__name__})") from None
     return nb
+
+
+def _scalars(d: dict, keys=None) -> dict:
+    return {k: v for k, v in d.items() if (keys is None or k in keys)
+            and (v is None or isinstance(v, (str, int, float, bool)))}
 
 
 def runnable_cells(nb, assignment: Assignment) -> list[tuple[int, str]]:
@@ -163,15 +180,29 @@ def credited(outcomes: dict[str, dict], cases: dict[str, Case]) -> dict[str, dic
 
 
 def _outcome(case: Case, inputs, output, expected) -> dict:
-    if is_error(output):  # the driver itself failed (e.g. unsendable result)
-        if memory_error(output):
-            return {"passed": False, "status": "memory", "message": "memory limit exceeded"}
-        return {"passed": False, "status": "error", "message": f"{output['__error__']}: {output['message']}"}
-    if isinstance(output, dict) and memory_error(output.get("error")):
+    if is_error(output) and memory_error(output) or isinstance(output, dict) and memory_error(output.get("error")):
         return {"passed": False, "status": "memory", "message": "memory limit exceeded"}
+    if not case.visible:  # an exception's message is the student's text: it can carry hidden inputs
+        output = _without_messages(output)
+    if is_error(output):  # the driver itself failed (e.g. unsendable result)
+        return {"passed": False, "status": "error", "message": f"{output['__error__']}: {output['message']}"}
     verdict = judge(case, inputs, output, expected)
     return {"passed": verdict is None, "status": "pass" if verdict is None else "fail",
             "message": None if verdict is None else clean_text(verdict, 500)}
+
+
+HIDDEN_MESSAGE = "(its message is not shown for a hidden case)"
+
+
+def _without_messages(value):
+    """`value` with the message of every error marker in it replaced (the type is kept)."""
+    if is_error(value):
+        return {**value, "message": HIDDEN_MESSAGE if value.get("message") else ""}
+    if isinstance(value, dict):
+        return {k: _without_messages(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_messages(v) for v in value]
+    return value
 
 
 def _cell_errors(value) -> list[dict]:

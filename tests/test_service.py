@@ -339,3 +339,85 @@ def test_tokens_from_a_roster(course, tmp_path):
     assert store.user_for_token(issued[0]["token"]) == ("张伟", "student")
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "never overwritten" in again.stderr
+
+
+# --------------------------------------------------------------------------- what attacks taught
+def test_the_api_ignores_the_session_cookie(course):
+    """Another site can make a logged-in student's browser send the cookie: the API wants a token."""
+    with TestClient(make_app(course, start_grader=False)) as client:
+        log_in(client, "tok-ann")
+        assert client.get("/").status_code == 200 and "Log out" in client.get("/").text
+        r = client.post("/api/submit?assignment=tiny", content=RIGHT)
+        assert r.status_code == 401 and client.get("/api/attempts").status_code == 401
+        assert rows(client.app.service.store) == 0
+
+
+def test_a_new_token_ends_the_old_one_and_its_sessions(course, tmp_path):
+    with TestClient(make_app(course, start_grader=False)) as client:
+        log_in(client, "tok-ann")
+        assert "Log out" in client.get("/").text
+        client.app.service.store.replace_token("tok-ann-2", "ann")
+        assert submit(client, RIGHT).status_code == 401
+        assert "Log out" not in client.get("/").text  # the session made with the old token is over
+        assert submit(client, RIGHT, headers={"Authorization": "token tok-ann-2"}).status_code == 202
+
+
+def test_wait_must_be_a_number_of_seconds(course):
+    with TestClient(make_app(course, start_grader=False)) as client:
+        attempt = submit(client, RIGHT).json()["id"]
+        for wait in ("nan", "inf", "x"):
+            assert client.get(f"/api/attempts/{attempt}?wait={wait}", headers=ANN).status_code == 400
+        r = client.get(f"/api/attempts/{attempt}?wait=-5", headers=ANN)
+        assert r.status_code == 200 and r.json()["state"] == "queued"
+
+
+LEAKY = {"scale": "def scale(x, k):\n    print('LEAK-OUT', repr(x))\n    raise ValueError('LEAK-MSG ' + repr(k))\n",
+         "total": "def total(x):\n    raise ValueError('LEAK-MSG ' + repr(x))\n"}
+
+
+def test_what_the_hidden_cases_were_given_never_reaches_the_student(course):
+    """Printed during the cases' calls, or put in an exception's message: not in the feedback. The
+    visible case's message is shown (its inputs are public)."""
+    nb = submission(SOURCE, solutions=LEAKY, before=["print('from the notebook itself')"])
+    with TestClient(make_app(course)) as client:
+        result = graded(client, submit(client, nb).json()["id"])
+    text = json.dumps(result)
+    assert "from the notebook itself" in result["feedback_html"]
+    assert "LEAK-OUT" not in text
+    failures = {f.split(":")[0]: f for t in result["tests"] for f in t["failures"]}
+    assert "LEAK-MSG" in failures["scale-visible"]
+    hidden = {case: f for case, f in failures.items() if "hidden" in case}
+    assert hidden and all("LEAK" not in f and "not shown for a hidden case" in f for f in hidden.values())
+
+
+def test_stored_outputs_and_foreign_metadata_are_dropped_unread():
+    from autograder.scoring import parse
+    from autograder.submissions import Submission
+    nb = json.loads(RIGHT)
+    nb["metadata"]["padding"] = ["x" * 100] * 1000
+    for cell in nb["cells"]:
+        cell["metadata"]["padding"] = {"deep": [[1, 2]] * 100}
+        if cell["cell_type"] == "code":
+            cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "y" * 1000}] * 50
+    parsed = parse(Submission("ann", "tiny.ipynb", json.dumps(nb).encode(), "t"))
+    assert "padding" not in parsed.metadata
+    assert all(set(c.metadata) <= {"nbgrader"} for c in parsed.cells)
+    assert all(c.outputs == [] for c in parsed.cells if c.cell_type == "code")
+    original = json.loads(RIGHT)["cells"]
+    assert [c.source for c in parsed.cells] == ["".join(c["source"]) for c in original]
+
+
+def test_one_students_slow_attempts_never_hold_every_lane(course):
+    """Two lanes; mallory queues three slow attempts, then ann submits: ann is graded while mallory's
+    first is still running, because a student's attempts are graded one at a time."""
+    slow = submission(SOURCE, reference=True, before=["import time\ntime.sleep(4)"])
+    with TestClient(make_app(course)) as client:
+        client.app.service.store.add_token("tok-mallory", "mallory")
+        mallory = {"Authorization": "token tok-mallory"}
+        first = [submit(client, slow, headers=mallory).json()["id"] for _ in range(3)]
+        ann = graded(client, submit(client, RIGHT).json()["id"])
+        store = client.app.service.store
+        assert store.attempt(first[1]).state == "queued" and store.attempt(first[2]).state == "queued"
+        assert ann["score"] == 3.0
+        assert [graded(client, i, headers=mallory)["score"] for i in first] == [3.0] * 3
+        assert sorted(map(lambda i: store.attempt(i).graded_at, first)) == [store.attempt(i).graded_at for i in first]

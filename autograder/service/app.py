@@ -11,6 +11,7 @@ import csv
 import hmac
 import io
 import json
+import math
 import secrets
 from collections import defaultdict
 from pathlib import Path
@@ -29,7 +30,7 @@ from autograder.course import Course, UnknownAssignment
 from autograder.scoring import Rejected, parse, runnable_cells
 from autograder.service.config import Config
 from autograder.service.runner import Runner
-from autograder.service.store import Attempt, Refusal, Store
+from autograder.service.store import Attempt, Refusal, Store, token_hash
 from autograder.submissions import Submission, student_id
 
 CSP = ("default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
@@ -89,15 +90,20 @@ class Service:
         self.runner = Runner(store, config, engine=engine)
 
     # ------------------------------------------------------------------ who is asking
-    def user(self, request: Request) -> tuple[str, str] | None:
-        """(student id, role) from the session cookie, or from an API token in the Authorization header."""
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() in ("token", "bearer") and token:
-            return self.auth.user_for_token(token.strip())
-        if "user" in request.session:
-            return request.session["user"], request.session.get("role", "student")
-        return None
+    def user(self, request: Request, api: bool = False) -> tuple[str, str] | None:
+        """(student id, role). Pages: from the session cookie (their forms carry a CSRF token), while
+        the roster token it came from is still valid. The API: from a token in the Authorization
+        header only, never the cookie, so another site cannot call it in a logged-in student's name."""
+        if api:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            return self.auth.user_for_token(token.strip()) if scheme.lower() in ("token", "bearer") else None
+        if "user" not in request.session:
+            return None
+        who = request.session["user"], request.session.get("role", "student")
+        if request.session.get("token") is not None and self.auth.user_for_hash(request.session["token"]) != who:
+            request.session.clear()  # the token was replaced or its role changed: log in again
+            return None
+        return who
 
     def is_instructor(self, user) -> bool:
         return user is not None and (user[1] == "instructor" or user[0] in self.config.instructors)
@@ -137,15 +143,16 @@ class Service:
         form = await request.form()
         if not self.csrf_ok(request, form):
             return self.page(request, "login.html", 403, error="The form expired; please try again.")
-        who = self.auth.user_for_token(str(form.get("token", "")).strip())
+        token = str(form.get("token", "")).strip()
+        who = self.auth.user_for_token(token)
         if who is None:
             return self.page(request, "login.html", 403, error="That token is not on the roster.")
-        return self.signed_in(request, who)
+        return self.signed_in(request, who, token_hash(token))
 
-    def signed_in(self, request: Request, who: tuple[str, str]) -> Response:
-        """A fresh session for `who` (roster token or Hub login), then their start page."""
+    def signed_in(self, request: Request, who: tuple[str, str], token: str | None = None) -> Response:
+        """A fresh session for `who` (roster token, kept as its hash, or Hub login), then their start page."""
         request.session.clear()
-        request.session.update(user=who[0], role=who[1], csrf=secrets.token_urlsafe(24))
+        request.session.update(user=who[0], role=who[1], csrf=secrets.token_urlsafe(24), token=token)
         return RedirectResponse(self.base + ("instructor" if self.is_instructor(who) else ""), 303)
 
     async def logout(self, request: Request) -> Response:
@@ -217,7 +224,7 @@ class Service:
 
     # ------------------------------------------------------------------ the API (submit() in a notebook)
     async def api_submit(self, request: Request) -> Response:
-        user = self.user(request)
+        user = self.user(request, api=True)
         if user is None:
             return JSONResponse({"error": "missing or unknown token"}, 401)
         assignment = request.query_params.get("assignment", "")
@@ -231,14 +238,17 @@ class Service:
 
     async def api_attempt(self, request: Request) -> Response:
         import anyio
-        user = self.user(request)
+        user = self.user(request, api=True)
         if user is None:
             return JSONResponse({"error": "missing or unknown token"}, 401)
         try:
-            wait = min(float(request.query_params.get("wait", 0)), API_WAIT_MAX)
+            wait = float(request.query_params.get("wait", 0))
             attempt_id = int(request.path_params["id"])
         except ValueError:
             return JSONResponse({"error": "bad request"}, 400)
+        if not math.isfinite(wait):
+            return JSONResponse({"error": "wait is a number of seconds"}, 400)
+        wait = min(max(wait, 0.0), API_WAIT_MAX)
         waited = 0.0
         while True:
             att = self.store.attempt(attempt_id)
@@ -250,7 +260,7 @@ class Service:
             waited += 0.2
 
     async def api_attempts(self, request: Request) -> Response:
-        user = self.user(request)
+        user = self.user(request, api=True)
         if user is None:
             return JSONResponse({"error": "missing or unknown token"}, 401)
         return JSONResponse([self.attempt_json(a, request) for a in self.store.attempts(student=user[0])])
@@ -296,7 +306,7 @@ class Service:
                 for a, cases in sorted(tally.items())}
 
     async def export_csv(self, request: Request) -> Response:
-        user = self.user(request)
+        user = self.user(request) or self.user(request, api=True)
         if not self.is_instructor(user):
             return PlainTextResponse("not found", 404)
         buf = io.StringIO()
@@ -345,7 +355,8 @@ def create_app(config: Config, auth=None, engine="local", start_grader: bool = T
     from autograder.service.auth import TokenAuth, session_secret
     store = Store(config.db)
     service = Service(config, store, auth or TokenAuth(store), engine)
-    routes = [Route("/", service.home), Route("/login", service.login, methods=["POST"]),
+    routes = [Route("/", service.home),
+              *([] if getattr(service.auth, "hub", False) else [Route("/login", service.login, methods=["POST"])]),
               Route("/logout", service.logout, methods=["POST"]),
               Route("/submit", service.submit_form, methods=["POST"]),
               Route("/attempts/{id}", service.attempt_page, name="attempt"),

@@ -20,6 +20,9 @@ class TokenAuth:
     def user_for_token(self, token: str) -> tuple[str, str] | None:
         return self.store.user_for_token(token) if token else None
 
+    def user_for_hash(self, sha256: str) -> tuple[str, str] | None:
+        return self.store.user_for_hash(sha256)
+
 
 def session_secret(state: Path) -> str:
     """The key that signs session cookies: made once, kept in the service folder, readable by the
@@ -36,7 +39,8 @@ def session_secret(state: Path) -> str:
 
 def issue_tokens(store: Store, roster: Path, out) -> int:
     """A fresh token for each roster row (columns ``student_id`` and optionally ``role``: student or
-    instructor), written to `out` as CSV for the instructor to hand out; the store keeps only hashes."""
+    instructor), written to `out` as CSV for the instructor to hand out; the store keeps only hashes.
+    A student's earlier token stops working, and so do the sessions logged in with it."""
     with open(roster, newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
     if not rows or "student_id" not in rows[0]:
@@ -49,6 +53,6 @@ def issue_tokens(store: Store, roster: Path, out) -> int:
             raise ValueError(f"{roster}: role {role!r} of {row['student_id']!r} is neither student nor instructor")
         sid = student_id(row["student_id"].strip())
         token = secrets.token_urlsafe(24)
-        store.add_token(token, sid, role)
+        store.replace_token(token, sid, role)
         writer.writerow([sid, role, token])
     return len(rows)

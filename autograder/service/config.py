@@ -3,7 +3,8 @@
 ```toml
 [service]
 max_upload_mib = 8                    # larger uploads are refused before they are read
-workers = 2                           # submissions graded at once per assignment
+workers = 2                           # attempts graded at once
+timeout_seconds = 60                  # per attempt, everything included (the grader's limit is 300)
 instructors = ["prof_li"]             # Hub users who see the instructor page (roster tokens carry a role)
 
 [assignments.optimizers]
@@ -80,6 +81,7 @@ class Config:
     db: str
     max_upload: int = 8 << 20
     workers: int = 2
+    timeout: float = 60.0
     instructors: set[str] = field(default_factory=set)
     policies: dict[str, Policy] = field(default_factory=dict)
 
@@ -119,7 +121,8 @@ def load(root: Path | str, db: str | None = None, state: Path | str | None = Non
     svc = raw.get("service", {})
     config = Config(root, state, db or svc.get("database") or f"sqlite:///{state / 'service.sqlite'}",
                     max_upload=int(float(svc.get("max_upload_mib", 8)) * (1 << 20)),
-                    workers=int(svc.get("workers", 2)), instructors=set(svc.get("instructors", [])))
+                    workers=int(svc.get("workers", 2)), timeout=float(svc.get("timeout_seconds", 60)),
+                    instructors=set(svc.get("instructors", [])))
     course = Course(root)
     for name, p in raw.get("assignments", {}).items():
         where = f"{path}: [assignments.{name}]"

@@ -1,8 +1,10 @@
 """The service's grader: takes queued attempts from the store, grades them on warm sandboxes, records
 each result under its lease, and gives the counting attempt to nbgrader's gradebook.
 
-One thread beside the web app. Each assignment's :class:`~autograder.api.Grader` stays open, so an
-attempt costs its own grading (a fraction of a second for these assignments), not a sandbox start.
+A thread beside the web app runs `workers` lanes; each lane takes one attempt at a time (never two
+of one student at once) and grades it on its assignment's :class:`~autograder.api.Grader`, which
+stays open: an attempt costs its own grading (a fraction of a second for these assignments), not a
+sandbox start, and a slow attempt holds one lane, never the others.
 """
 from __future__ import annotations
 
@@ -13,12 +15,11 @@ import queue
 import threading
 import time
 import traceback
-from collections import defaultdict
 
 from autograder import records
 from autograder.api import Grader, GradingError
 from autograder.course import Course
-from autograder.sandbox import Refused
+from autograder.sandbox import Limits, Refused
 from autograder.scoring import Rejected, Result, parse
 from autograder.service.config import Config
 from autograder.service.store import Attempt, Store, dead_owner, owner_name
@@ -26,6 +27,7 @@ from autograder.submissions import Submission
 
 STALE_SECONDS = 900  # a lease older than this, held on another machine, is taken over
 SWEEP_SECONDS = 30
+DRAW_SECONDS = 60    # hidden inputs are drawn afresh at least this often
 
 
 def submission(att: Attempt) -> Submission:
@@ -33,27 +35,14 @@ def submission(att: Attempt) -> Submission:
                       submitted_at=att.received_at, time_source="service receipt")
 
 
-def rounds(batch: list[Attempt]) -> list[list[Attempt]]:
-    """Split a batch so no student appears twice in one grading call, keeping arrival order."""
-    out: list[list[Attempt]] = []
-    seen: dict[str, int] = defaultdict(int)
-    for att in batch:
-        k = seen[att.student]
-        seen[att.student] += 1
-        if k == len(out):
-            out.append([])
-        out[k].append(att)
-    return out
-
-
 class Runner(threading.Thread):
-    def __init__(self, store: Store, config: Config, engine="local", batch: int | None = None):
+    def __init__(self, store: Store, config: Config, engine="local"):
         super().__init__(name="grader", daemon=True)
         self.store, self.config, self.engine = store, config, engine
-        self.batch = batch or 4 * config.workers
         self.owner = owner_name()
         self.wake, self.stopping = threading.Event(), threading.Event()
         self.graders: dict[str, Grader] = {}
+        self.graders_lock = threading.Lock()
         self.course = Course(config.root)
         self.problem: str | None = None  # why grading is stalled, for the instructor page
         self.graded = 0
@@ -73,32 +62,50 @@ class Runner(threading.Thread):
         except Exception:  # noqa: BLE001 -- grading goes on; the instructor page says what failed
             self.problem = f"could not check nbgrader's gradebook: {traceback.format_exc(limit=2)}"
         dead = dead_owner(self.owner, STALE_SECONDS)
-        swept = 0.0
+        lanes = [threading.Thread(target=self._lane, name=f"grader-lane-{i}", daemon=True)
+                 for i in range(max(1, self.config.workers))]
+        for lane in lanes:
+            lane.start()
         try:
-            while not self.stopping.is_set():
-                if time.monotonic() - swept > SWEEP_SECONDS:
-                    self.store.requeue(dead)  # attempts of a grader that died: graded again, once
-                    swept = time.monotonic()
-                batch = self.store.claim(self.owner, self.batch)
-                if not batch:
-                    self.wake.wait(1.0)
-                    self.wake.clear()
-                    continue
-                by_assignment: dict[str, list[Attempt]] = defaultdict(list)
-                for att in batch:
-                    by_assignment[att.assignment].append(att)
-                for name, atts in by_assignment.items():
-                    try:
-                        self._grade(name, atts)
-                    except Exception:  # noqa: BLE001 -- the grader thread never dies: said, and retried
-                        self.problem = f"grading {name} failed: {traceback.format_exc(limit=3)}"
-                        self.store.requeue(lambda owner, _: owner == self.owner)
-                        self.stopping.wait(5.0)
+            while not self.stopping.wait(SWEEP_SECONDS):
+                self.store.requeue(dead)  # attempts of a grader that died: graded again, once
+                self.wake.set()
         finally:
+            for lane in lanes:
+                lane.join()
             for g in self.graders.values():
                 g.close()
             self.books.put(None)
             self.bookkeeper.join(60)
+
+    def _lane(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                claimed = self.store.claim(self.owner, 1)
+            except Exception:  # noqa: BLE001 -- e.g. the database briefly away: said, and retried
+                self.problem = f"cannot read the queue: {traceback.format_exc(limit=2)}"
+                self.stopping.wait(5.0)
+                continue
+            if not claimed:
+                self.wake.wait(1.0)
+                self.wake.clear()
+                continue
+            att = claimed[0]
+            try:
+                self._grade(att)
+            except Exception:  # noqa: BLE001 -- a lane never dies: said, and the attempt graded later
+                self.problem = f"grading attempt {att.id} ({att.assignment}) failed: {traceback.format_exc(limit=3)}"
+                self.store.release(att.id, self.owner)
+                self.stopping.wait(5.0)
+
+    def grader(self, name: str) -> Grader:
+        with self.graders_lock:
+            if name not in self.graders:
+                self.graders[name] = Grader(
+                    self.course.assignment(name), log_dir=self.config.state / "logs" / name,
+                    engine=self.engine, workers=self.config.workers,
+                    limits=Limits(timeout=self.config.timeout), draw_every=DRAW_SECONDS)
+            return self.graders[name]
 
     def _keep_books(self) -> None:
         stop = False
@@ -144,27 +151,18 @@ class Runner(threading.Thread):
                 nb = None
             self.books.put((self.course.assignment(name), [(att, sub, result, nb)]))
 
-    def _grade(self, name: str, atts: list[Attempt]) -> None:
+    def _grade(self, att: Attempt) -> None:
         try:
-            grader = self.graders.get(name)
-            if grader is None:
-                grader = self.graders[name] = Grader(
-                    self.course.assignment(name), log_dir=self.config.state / "logs" / name,
-                    engine=self.engine, workers=self.config.workers)
-            self.problem = None
-        except (Refused, GradingError, OSError) as exc:  # the attempts wait, queued, for a grader that can
-            self.problem = f"cannot grade {name}: {exc}"
-            self.store.requeue(lambda owner, _: owner == self.owner)
+            grader = self.grader(att.assignment)
+        except (Refused, GradingError, OSError) as exc:  # the attempt waits, queued, for a grader that can
+            self.problem = f"cannot grade {att.assignment}: {exc}"
+            self.store.release(att.id, self.owner)
             self.stopping.wait(5.0)
             return
-        counting = []
-        for group in rounds(atts):
-            for sub, result, nb in grader.results([submission(a) for a in group]):
-                att = next(a for a in group if a.student == sub.student_id)
-                if self._record(att, result):
-                    counting.append((att, sub, result, nb))
-        if counting:
-            self.books.put((grader.a, counting))
+        [(sub, result, nb)] = grader.results([submission(att)])
+        if self._record(att, result):
+            self.books.put((grader.a, [(att, sub, result, nb)]))
+        self.problem = None
 
     def _record(self, att: Attempt, result: Result) -> bool:
         record = result.as_record()
@@ -229,4 +227,4 @@ def wait_idle(store: Store, timeout: float) -> bool:
     return False
 
 
-__all__ = ["Runner", "rounds", "submission", "wait_idle"]
+__all__ = ["Runner", "submission", "wait_idle"]

@@ -118,10 +118,18 @@ class Store:
         with self.engine.begin() as c:
             c.execute(tokens.insert().values(sha256=token_hash(token), user=user, role=role))
 
+    def replace_token(self, token: str, user: str, role: str = "student") -> None:
+        """`user`'s only token from now on."""
+        with self.engine.begin() as c:
+            c.execute(tokens.delete().where(tokens.c.user == user))
+            c.execute(tokens.insert().values(sha256=token_hash(token), user=user, role=role))
+
     def user_for_token(self, token: str) -> tuple[str, str] | None:
+        return self.user_for_hash(token_hash(token))
+
+    def user_for_hash(self, sha256: str) -> tuple[str, str] | None:
         with self.engine.connect() as c:
-            row = c.execute(sa.select(tokens.c.user, tokens.c.role)
-                            .where(tokens.c.sha256 == token_hash(token))).first()
+            row = c.execute(sa.select(tokens.c.user, tokens.c.role).where(tokens.c.sha256 == sha256)).first()
         return (row.user, row.role) if row else None
 
     # ---------------------------------------------------------------- attempts
@@ -172,13 +180,20 @@ class Store:
 
     # ---------------------------------------------------------------- the queue
     def claim(self, owner: str, limit: int) -> list[Attempt]:
-        """Up to `limit` queued attempts, oldest first, now leased to `owner`."""
+        """Up to `limit` queued attempts, oldest first, now leased to `owner`: at most one per student,
+        and none of a student who has one being graded, so one student's attempts never hold every
+        grader while others wait. Claims are made one at a time (one writer; on PostgreSQL a lock)."""
         with self.engine.begin() as c:
-            ids = [r.id for r in c.execute(
-                sa.select(attempts.c.id).where(attempts.c.state == "queued")
-                .order_by(attempts.c.id).limit(limit)
-                .with_for_update(skip_locked=True) if not self.sqlite else
-                sa.select(attempts.c.id).where(attempts.c.state == "queued").order_by(attempts.c.id).limit(limit))]
+            if not self.sqlite:
+                c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('autograder.service claim'))"))
+            busy = sa.select(attempts.c.student).where(attempts.c.state == "grading")
+            ids, seen = [], set()
+            for r in c.execute(sa.select(attempts.c.id, attempts.c.student)
+                               .where((attempts.c.state == "queued") & attempts.c.student.not_in(busy))
+                               .order_by(attempts.c.id).limit(limit * 16)):
+                if r.student not in seen and len(ids) < limit:
+                    seen.add(r.student)
+                    ids.append(r.id)
             if not ids:
                 return []
             c.execute(attempts.update().where(attempts.c.id.in_(ids) & (attempts.c.state == "queued"))
@@ -187,6 +202,13 @@ class Store:
                                                           & (attempts.c.state == "grading"))
                              .order_by(attempts.c.id))
             return [Attempt.of(r) for r in rows]
+
+    def release(self, attempt_id: int, owner: str) -> None:
+        """Put an attempt `owner` holds back in the queue (its grading could not happen)."""
+        with self.engine.begin() as c:
+            c.execute(attempts.update().where((attempts.c.id == attempt_id) & (attempts.c.state == "grading")
+                                              & (attempts.c.lease == owner))
+                      .values(state="queued", lease=None, leased_at=None))
 
     def finish(self, attempt_id: int, owner: str, *, status: str, score: float, max_score: float,
                result: str, feedback: str) -> bool:
