@@ -24,6 +24,7 @@ PRIVATE = (
     "tests/test_assignments_*",           # these read solutions/ or grade with it
     "tests/test_autograder_*",
     "tests/test_nbgrader_cycle.py",
+    "tests/test_service*",                 # grade the fixture course (the service, its store, submit())
     "tests/test_site_leaks.py",
     "tests/test_make_guards.py",
     "tests/test_public_tree.py",
