@@ -29,6 +29,7 @@ PRIVATE = (
     "tests/test_make_guards.py",
     "tests/test_public_tree.py",
     "benchmarks/grading_throughput.py",
+    "benchmarks/service_load.py",           # loads the fixture course
 )
 
 
