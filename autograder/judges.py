@@ -6,6 +6,8 @@ students without any reference code; :func:`judge_from_data` rebuilds them.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -13,13 +15,33 @@ import numpy as np
 
 from autograder.channel import is_error
 
+# While a hidden case is judged, messages name what is wrong but echo no value: neither the hidden
+# inputs or expected outputs, nor anything the submission chose to return (which it can make of
+# what it was given: a shape, keys, a repr, an error between its output and the expected one).
+_HIDDEN: ContextVar[bool] = ContextVar("judging_a_hidden_case", default=False)
+
+
+@contextmanager
+def hidden_case(hidden: bool = True):
+    token = _HIDDEN.set(hidden)
+    try:
+        yield
+    finally:
+        _HIDDEN.reset(token)
+
+
+def _say(shown: str, hidden: str) -> str:
+    """`shown` for a visible case, `hidden` (no values) for a hidden one."""
+    return hidden if _HIDDEN.get() else shown
+
 def _arrays_close(out, exp, rtol, atol) -> tuple[bool, str]:
     """Recursive comparison: same structure, same shapes, values within atol + rtol*|expected|."""
     if isinstance(exp, dict):
         if not isinstance(out, dict):
             return False, f"expected a dict, got {type(out).__name__}"
         if set(out) != set(exp):
-            return False, f"expected keys {sorted(exp)}, got {_short(sorted(out))}"
+            return False, _say(f"expected keys {sorted(exp)}, got {_short(sorted(out))}",
+                               "returned a dict with other keys than expected")
         for k in exp:
             ok, why = _arrays_close(out[k], exp[k], rtol, atol)
             if not ok:
@@ -29,7 +51,7 @@ def _arrays_close(out, exp, rtol, atol) -> tuple[bool, str]:
         if not isinstance(out, (list, tuple)):
             return False, f"expected a sequence of {len(exp)}, got {type(out).__name__}"
         if len(out) != len(exp):
-            return False, f"expected {len(exp)} items, got {len(out)}"
+            return False, _say(f"expected {len(exp)} items, got {len(out)}", "returned the wrong number of items")
         for i, (o, e) in enumerate(zip(out, exp)):
             ok, why = _arrays_close(o, e, rtol, atol)
             if not ok:
@@ -37,7 +59,7 @@ def _arrays_close(out, exp, rtol, atol) -> tuple[bool, str]:
         return True, ""
     if exp is None or isinstance(exp, str):
         same = out is None if exp is None else (isinstance(out, str) and out == exp)
-        return same, f"expected {exp!r}, got {type(out).__name__}"
+        return same, _say(f"expected {exp!r}, got {type(out).__name__}", "returned the wrong value")
     if is_error(out):
         return False, f"got an error {out['__error__']}"
     if isinstance(out, (str, dict, list)) or out is None:
@@ -45,9 +67,9 @@ def _arrays_close(out, exp, rtol, atol) -> tuple[bool, str]:
     e = np.asarray(exp)
     o = np.asarray(out)
     if o.dtype.kind not in "biufc":
-        return False, f"expected numbers, got {o.dtype}"
+        return False, _say(f"expected numbers, got {o.dtype}", "expected numbers")
     if o.shape != e.shape:
-        return False, f"expected shape {e.shape}, got {o.shape}"
+        return False, _say(f"expected shape {e.shape}, got {o.shape}", "returned an array of the wrong shape")
     e = e.astype(np.complex128 if e.dtype.kind == "c" else np.float64)
     o = o.astype(np.complex128 if o.dtype.kind == "c" else np.float64)
     if not np.isfinite(o[np.isfinite(e)]).all():
@@ -59,7 +81,8 @@ def _arrays_close(out, exp, rtol, atol) -> tuple[bool, str]:
     err = np.abs(o[fin] - e[fin]) / (atol + rtol * np.abs(e[fin])) if fin.any() else np.zeros(1)
     if err.size and err.max() > 1:
         rel = np.abs(o[fin] - e[fin]) / np.maximum(np.abs(e[fin]), atol)
-        return False, f"values differ: max relative error {rel.max():.2e} (tolerance rtol={rtol:g}, atol={atol:g})"
+        return False, _say(f"values differ: max relative error {rel.max():.2e} (tolerance rtol={rtol:g}, atol={atol:g})",
+                           f"values differ beyond the tolerance (rtol={rtol:g}, atol={atol:g})")
     return True, ""
 
 
@@ -122,7 +145,7 @@ class Close:
             mistakes = self.mistakes(inputs) if self.mistakes else {}
         for message, wrong in mistakes.items():
             if _arrays_close(result, wrong, self.rtol, self.atol)[0]:
-                return f"Likely mistake: {message} ({why})"  # the most useful words first
+                return _say(f"Likely mistake: {message} ({why})", f"Likely mistake: {message}")  # most useful first
         return why
 
     def as_data(self, inputs) -> dict:
@@ -149,9 +172,11 @@ class Raises:
             err = out.get("error")
             shown = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
             if err is None:
-                return f"({shown}) returned {out.get('result')!r} instead of raising {self.exception}"
+                return _say(f"({shown}) returned {out.get('result')!r} instead of raising {self.exception}",
+                            f"a call with invalid arguments returned instead of raising {self.exception}")
             if err["__error__"] != self.exception:
-                return f"({shown}) raised {err['__error__']} instead of {self.exception}: {err['message']}"
+                return _say(f"({shown}) raised {err['__error__']} instead of {self.exception}: {err['message']}",
+                            f"a call with invalid arguments raised {err['__error__']} instead of {self.exception}")
         if len(outputs["results"]) != len(inputs["calls"]):
             return "the grader received too few results"
         return None
@@ -185,8 +210,9 @@ class Batches:
             full, rest = divmod(n, bs)
             want = [bs] * full + ([] if drop_last or rest == 0 else [rest])
             if sizes != want:
-                return (f"n={n}, batch_size={bs}, drop_last={drop_last}: expected batch sizes "
-                        f"{_short(want)}, got {_short(sizes)}")
+                return _say(f"n={n}, batch_size={bs}, drop_last={drop_last}: expected batch sizes "
+                            f"{_short(want)}, got {_short(sizes)}",
+                            f"drop_last={drop_last}: the batch sizes are not the expected ones")
             flat = np.concatenate(batches) if batches else np.zeros(0, int)
             if drop_last:
                 if len(np.unique(flat)) != len(flat) or (len(flat) and (flat.min() < 0 or flat.max() >= n)):
@@ -267,7 +293,8 @@ class Accuracy:
             with np.errstate(all="ignore"):
                 logits = _forward(self.model, outputs["result"], np.asarray(X, dtype=np.float64))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            return f"could not evaluate the returned model: {exc}"
+            return _say(f"could not evaluate the returned model: {exc}",
+                        f"could not evaluate the returned model ({type(exc).__name__})")
         if logits.shape != (len(y), logits.shape[-1]) or not np.isfinite(logits).all():
             return "the model's outputs on the test data are not finite"
         accuracy = float((logits.argmax(axis=1) == np.asarray(y)).mean())

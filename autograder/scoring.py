@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 import nbformat
 
 from autograder.case import Case
+from autograder.judges import hidden_case
 from autograder.channel import clean_text, decode, is_error
 from autograder.course import Assignment, Draw
 from autograder.submissions import Submission, content_address
@@ -161,9 +162,11 @@ def calls(assignment: Assignment, drawn: Draw) -> list[tuple[str, str, dict, flo
 def judge(case: Case, inputs, outputs, expected) -> str | None:
     """The case's judge, in this trusted process; a judge tripping on odd data is a failure."""
     try:
-        return case.judge(inputs, outputs, expected)
+        with hidden_case(not case.visible):
+            return case.judge(inputs, outputs, expected)
     except Exception as exc:  # noqa: BLE001 -- malformed student output
-        return f"returned data of an unexpected form ({type(exc).__name__}: {exc})"
+        return f"returned data of an unexpected form ({type(exc).__name__}" + \
+            (")" if not case.visible else f": {exc})")
 
 
 def credited(outcomes: dict[str, dict], cases: dict[str, Case]) -> dict[str, dict]:

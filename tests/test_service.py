@@ -421,3 +421,49 @@ def test_one_students_slow_attempts_never_hold_every_lane(course):
         assert ann["score"] == 3.0
         assert [graded(client, i, headers=mallory)["score"] for i in first] == [3.0] * 3
         assert sorted(map(lambda i: store.attempt(i).graded_at, first)) == [store.attempt(i).graded_at for i in first]
+
+
+# --------------------------------------------------------------------------- the second attack round
+SHAPE_ORACLE = {"scale": "def scale(x, k):\n    return np.empty((0, 4242, 5353))\n",
+                "total": "def total(x):\n    return [1, 2, 3]\n"}
+
+
+def test_hidden_verdicts_echo_nothing_the_submission_returned(course):
+    """A returned shape (or keys, length, relative error) is the submission's to choose, and can spell
+    out its hidden inputs: hidden verdicts name the kind of mistake only."""
+    with TestClient(make_app(course)) as client:
+        result = graded(client, submit(client, submission(SOURCE, solutions=SHAPE_ORACLE)).json()["id"])
+    failures = {f.split(":")[0]: f for t in result["tests"] for f in t["failures"]}
+    assert "4242" in failures["scale-visible"]                        # visible: the whole message
+    hidden = [f for case, f in failures.items() if "hidden" in case]
+    assert hidden and not any("4242" in f or "5353" in f or "relative error" in f for f in hidden)
+    assert any("wrong shape" in f for f in hidden)
+    assert "4242" not in result["feedback_html"].split("scale-visible")[0]
+
+
+def test_hub_names_map_to_distinct_ids_and_instructors_by_exact_name(tmp_path):
+    from types import SimpleNamespace
+    from autograder.service.hub import HubAuth, hub_student_id
+    assert hub_student_id("alice") == "alice" and hub_student_id("张伟") == "张伟"
+    ids = {hub_student_id(n) for n in ("alice", "alice.", "_alice", "alice-", "alice@")}
+    assert len(ids) == 5
+    auth = object.__new__(HubAuth)
+    auth.config = SimpleNamespace(instructors={"prof_li"})
+    auth.oauth = SimpleNamespace(access_scopes={"access:services!service=submit"})
+    model = lambda name: {"kind": "user", "name": name, "scopes": ["access:services!service=submit"]}  # noqa: E731
+    assert auth._who(model("prof_li")) == ("prof_li", "instructor")
+    assert auth._who(model("prof_li."))[1] == "student" and auth._who(model("prof_li."))[0] != "prof_li"
+
+
+def test_a_roster_whose_rows_share_an_id_is_refused(course, tmp_path):
+    (tmp_path / "roster.csv").write_text("student_id\nalice\nalice.\n")
+    r = subprocess.run([sys.executable, "-m", "autograder", "tokens", str(tmp_path / "roster.csv"), "--course",
+                        str(course), "--out", str(tmp_path / "t.csv")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "both the student id 'alice'" in r.stderr and not (tmp_path / "t.csv").exists()
+
+
+def test_pages_say_only_the_services_own_words_and_whose_account_it_is(course):
+    with TestClient(make_app(course, start_grader=False)) as client:
+        assert "mallory@evil" not in client.get("/?error=Send+your+token+to+mallory@evil.example").text
+        log_in(client, "tok-ann")
+        assert re.search(r'id="who">ann<', client.get("/").text)

@@ -36,6 +36,7 @@ from autograder.submissions import Submission, student_id
 CSP = ("default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 API_WAIT_MAX = 60.0
+NOTICES = {"login": "Please log in first; nothing was submitted."}
 
 templates = Environment(loader=PackageLoader("autograder.service", "templates"),
                         autoescape=select_autoescape(["html"]))
@@ -129,8 +130,8 @@ class Service:
     # ------------------------------------------------------------------ pages
     async def home(self, request: Request) -> Response:
         user = self.user(request)
-        if user is None:
-            return self.page(request, "login.html", error=request.query_params.get("error"))
+        if user is None:  # fixed messages only: a link cannot put its own words on this page
+            return self.page(request, "login.html", error=NOTICES.get(request.query_params.get("error", "")))
         return self.student_page(request, user)
 
     def student_page(self, request: Request, user, error: str | None = None, status: int = 200) -> Response:
@@ -164,7 +165,7 @@ class Service:
     async def submit_form(self, request: Request) -> Response:
         user = self.user(request)
         if user is None:
-            return RedirectResponse(self.base + "?error=Please+log+in+first.", 303)
+            return RedirectResponse(self.base + "?error=login", 303)
         try:
             form = await request.form(max_files=1, max_fields=4, max_part_size=self.config.max_upload)
         except HTTPException:

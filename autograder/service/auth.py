@@ -45,13 +45,21 @@ def issue_tokens(store: Store, roster: Path, out) -> int:
         rows = list(csv.DictReader(f))
     if not rows or "student_id" not in rows[0]:
         raise ValueError(f"{roster}: a CSV file with a 'student_id' column is needed")
-    writer = csv.writer(out)
-    writer.writerow(["student_id", "role", "token"])
+    people = []
     for row in rows:
         role = (row.get("role") or "student").strip()
         if role not in ("student", "instructor"):
             raise ValueError(f"{roster}: role {role!r} of {row['student_id']!r} is neither student nor instructor")
-        sid = student_id(row["student_id"].strip())
+        people.append((row["student_id"].strip(), student_id(row["student_id"].strip()), role))
+    seen: dict[str, str] = {}
+    for raw, sid, _ in people:  # two rows, one id: which of them would the token be? Refused.
+        if sid in seen:
+            raise ValueError(f"{roster}: {seen[sid]!r} and {raw!r} are both the student id {sid!r}; "
+                             f"make them differ in letters or digits")
+        seen[sid] = raw
+    writer = csv.writer(out)
+    writer.writerow(["student_id", "role", "token"])
+    for _, sid, role in people:
         token = secrets.token_urlsafe(24)
         store.replace_token(token, sid, role)
         writer.writerow([sid, role, token])

@@ -5,6 +5,7 @@
 max_upload_mib = 8                    # larger uploads are refused before they are read
 workers = 2                           # attempts graded at once
 timeout_seconds = 60                  # per attempt, everything included (the grader's limit is 300)
+redraw_seconds = 10                   # hidden inputs drawn afresh at least this often (0: per attempt)
 instructors = ["prof_li"]             # Hub users who see the instructor page (roster tokens carry a role)
 
 [assignments.optimizers]
@@ -82,6 +83,7 @@ class Config:
     max_upload: int = 8 << 20
     workers: int = 2
     timeout: float = 60.0
+    redraw: float = 10.0
     instructors: set[str] = field(default_factory=set)
     policies: dict[str, Policy] = field(default_factory=dict)
 
@@ -122,6 +124,7 @@ def load(root: Path | str, db: str | None = None, state: Path | str | None = Non
     config = Config(root, state, db or svc.get("database") or f"sqlite:///{state / 'service.sqlite'}",
                     max_upload=int(float(svc.get("max_upload_mib", 8)) * (1 << 20)),
                     workers=int(svc.get("workers", 2)), timeout=float(svc.get("timeout_seconds", 60)),
+                    redraw=float(svc.get("redraw_seconds", 10)),
                     instructors=set(svc.get("instructors", [])))
     course = Course(root)
     for name, p in raw.get("assignments", {}).items():

@@ -14,6 +14,7 @@ JUPYTERHUB_PUBLIC_URL when the Hub is reached over https.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import os
@@ -33,6 +34,13 @@ NEEDED = ("JUPYTERHUB_API_TOKEN", "JUPYTERHUB_API_URL", "JUPYTERHUB_CLIENT_ID", 
 
 class HubConfigError(Exception):
     pass
+
+
+def hub_student_id(name: str) -> str:
+    """The Hub user's own name when it is already a safe id; else the safe form with a hash of the
+    exact name, so two Hub users never share one (``alice.`` is not ``alice``)."""
+    sid = student_id(name)
+    return sid if sid == name else f"{sid}_{hashlib.sha256(name.encode()).hexdigest()[:10]}"
 
 
 class HubAuth:
@@ -70,9 +78,8 @@ class HubAuth:
         if not check_scopes(self.oauth.access_scopes, set(model.get("scopes", []))):
             return None
         name = model["name"]
-        sid = student_id(name)
-        instructor = model.get("admin") or name in self.config.instructors or sid in self.config.instructors
-        return sid, "instructor" if instructor else "student"
+        instructor = model.get("admin") or name in self.config.instructors
+        return hub_student_id(name), "instructor" if instructor else "student"
 
     # ------------------------------------------------------------------ browser login (OAuth)
     def routes(self, service) -> list[Route]:

@@ -27,7 +27,6 @@ from autograder.submissions import Submission
 
 STALE_SECONDS = 900  # a lease older than this, held on another machine, is taken over
 SWEEP_SECONDS = 30
-DRAW_SECONDS = 60    # hidden inputs are drawn afresh at least this often
 
 
 def submission(att: Attempt) -> Submission:
@@ -104,7 +103,7 @@ class Runner(threading.Thread):
                 self.graders[name] = Grader(
                     self.course.assignment(name), log_dir=self.config.state / "logs" / name,
                     engine=self.engine, workers=self.config.workers,
-                    limits=Limits(timeout=self.config.timeout), draw_every=DRAW_SECONDS)
+                    limits=Limits(timeout=self.config.timeout), draw_every=self.config.redraw)
             return self.graders[name]
 
     def _keep_books(self) -> None:
