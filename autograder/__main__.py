@@ -88,7 +88,9 @@ def serve(args) -> int:
             return 2
     app = create_app(cfg, auth=auth, engine=args.engine)
     print(f"Serving {cfg.root} on http://{args.host}:{args.port}{getattr(auth, 'prefix', '/')} (database {cfg.db.split('://')[0]})", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
+    # connections beyond 512 at once are answered 503 (uploads in memory are bounded by the app)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5,
+                limit_concurrency=512)
     return 0
 
 

@@ -467,3 +467,26 @@ def test_pages_say_only_the_services_own_words_and_whose_account_it_is(course):
         assert "mallory@evil" not in client.get("/?error=Send+your+token+to+mallory@evil.example").text
         log_in(client, "tok-ann")
         assert re.search(r'id="who">ann<', client.get("/").text)
+
+
+# --------------------------------------------------------------------------- the third attack round
+def test_logging_out_ends_the_session_for_every_copy_of_its_cookie(course):
+    app = make_app(course, start_grader=False)
+    with TestClient(app) as client:
+        log_in(client, "tok-prof")
+        stolen = dict(client.cookies)
+        with TestClient(app, cookies=stolen) as copy:
+            assert copy.get("/instructor").status_code == 200  # the copy works while the session lives
+        client.post("/logout", data={"csrf": csrf_of(client.get("/instructor").text)})
+    with TestClient(app, cookies=stolen) as thief:
+        assert thief.get("/instructor", follow_redirects=False).status_code == 303
+        assert thief.get("/instructor/attempts.csv").status_code == 404
+
+
+def test_a_notebook_of_millions_of_tiny_objects_is_refused_before_it_is_decoded(course):
+    nb = json.loads(RIGHT)
+    nb["metadata"]["x"] = [{}] * 300_000
+    with TestClient(make_app(course, start_grader=False)) as client:
+        r = submit(client, json.dumps(nb, separators=(",", ":")).encode())
+        assert r.status_code == 400 and "JSON objects" in r.json()["error"]
+        assert rows(client.app.service.store) == 0

@@ -12,7 +12,9 @@ import hmac
 import io
 import json
 import math
+import asyncio
 import secrets
+import threading
 from collections import defaultdict
 from pathlib import Path
 
@@ -30,12 +32,14 @@ from autograder.course import Course, UnknownAssignment
 from autograder.scoring import Rejected, parse, runnable_cells
 from autograder.service.config import Config
 from autograder.service.runner import Runner
-from autograder.service.store import Attempt, Refusal, Store, token_hash
+from autograder.service.store import Attempt, Refusal, Store
 from autograder.submissions import Submission, student_id
 
 CSP = ("default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 API_WAIT_MAX = 60.0
+MAX_CONTAINERS = 200_000  # a course notebook has a few thousand; 200 000 decoded cost about 20 MB
+SESSION_SECONDS = 12 * 3600
 NOTICES = {"login": "Please log in first; nothing was submitted."}
 
 templates = Environment(loader=PackageLoader("autograder.service", "templates"),
@@ -89,21 +93,22 @@ class Service:
         for name in self.assignments:  # loaded once, here, not by two request threads at once
             self.course.assignment(name)
         self.runner = Runner(store, config, engine=engine)
+        self.parsing = threading.BoundedSemaphore(2)
+        self.uploads = asyncio.Semaphore(16)  # bodies read into memory at once; later ones wait unread
 
     # ------------------------------------------------------------------ who is asking
     def user(self, request: Request, api: bool = False) -> tuple[str, str] | None:
-        """(student id, role). Pages: from the session cookie (their forms carry a CSRF token), while
-        the roster token it came from is still valid. The API: from a token in the Authorization
-        header only, never the cookie, so another site cannot call it in a logged-in student's name."""
+        """(student id, role). Pages: from the session, kept in the database (the cookie holds only its
+        id, and logging out, a new token or 12 hours end it). The API: from a token in the
+        Authorization header only, never the cookie, so another site cannot call it in a logged-in
+        student's name."""
         if api:
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             return self.auth.user_for_token(token.strip()) if scheme.lower() in ("token", "bearer") else None
-        if "user" not in request.session:
-            return None
-        who = request.session["user"], request.session.get("role", "student")
-        if request.session.get("token") is not None and self.auth.user_for_hash(request.session["token"]) != who:
-            request.session.clear()  # the token was replaced or its role changed: log in again
-            return None
+        sid = request.session.get("sid")
+        who = self.store.session_user(sid, SESSION_SECONDS) if isinstance(sid, str) else None
+        if who is None and sid is not None:
+            request.session.clear()
         return who
 
     def is_instructor(self, user) -> bool:
@@ -129,6 +134,9 @@ class Service:
 
     # ------------------------------------------------------------------ pages
     async def home(self, request: Request) -> Response:
+        return await run_in_threadpool(self._home, request)
+
+    def _home(self, request: Request) -> Response:
         user = self.user(request)
         if user is None:  # fixed messages only: a link cannot put its own words on this page
             return self.page(request, "login.html", error=NOTICES.get(request.query_params.get("error", "")))
@@ -144,21 +152,22 @@ class Service:
         form = await request.form()
         if not self.csrf_ok(request, form):
             return self.page(request, "login.html", 403, error="The form expired; please try again.")
-        token = str(form.get("token", "")).strip()
-        who = self.auth.user_for_token(token)
+        who = self.auth.user_for_token(str(form.get("token", "")).strip())
         if who is None:
             return self.page(request, "login.html", 403, error="That token is not on the roster.")
-        return self.signed_in(request, who, token_hash(token))
+        return self.signed_in(request, who)
 
-    def signed_in(self, request: Request, who: tuple[str, str], token: str | None = None) -> Response:
-        """A fresh session for `who` (roster token, kept as its hash, or Hub login), then their start page."""
+    def signed_in(self, request: Request, who: tuple[str, str]) -> Response:
+        """A fresh session for `who` (roster token or Hub login), then their start page."""
         request.session.clear()
-        request.session.update(user=who[0], role=who[1], csrf=secrets.token_urlsafe(24), token=token)
+        request.session.update(sid=self.store.new_session(*who), csrf=secrets.token_urlsafe(24))
         return RedirectResponse(self.base + ("instructor" if self.is_instructor(who) else ""), 303)
 
     async def logout(self, request: Request) -> Response:
         form = await request.form()
         if self.csrf_ok(request, form):
+            if isinstance(request.session.get("sid"), str):
+                self.store.end_session(request.session["sid"])
             request.session.clear()
         return RedirectResponse(self.base, 303)
 
@@ -166,23 +175,24 @@ class Service:
         user = self.user(request)
         if user is None:
             return RedirectResponse(self.base + "?error=login", 303)
-        try:
-            form = await request.form(max_files=1, max_fields=4, max_part_size=self.config.max_upload)
-        except HTTPException:
-            raise
-        except Exception:  # noqa: BLE001 -- a malformed multipart body
-            return self.student_page(request, user, "The upload could not be read; nothing was recorded.", 400)
-        if not self.csrf_ok(request, form):
-            return self.student_page(request, user, "The form expired; reload the page and submit again.", 403)
-        upload = form.get("notebook")
-        if upload is None or isinstance(upload, str):
-            return self.student_page(request, user, "Choose a notebook (.ipynb) to submit.", 400)
-        data = await upload.read()
-        try:
-            att = await run_in_threadpool(self.accept, user, str(form.get("assignment", "")),
-                                          upload.filename or "notebook.ipynb", data)
-        except Refusal as exc:
-            return self.student_page(request, user, str(exc), exc.status)
+        async with self.uploads:
+            try:
+                form = await request.form(max_files=1, max_fields=4, max_part_size=self.config.max_upload)
+            except HTTPException:
+                raise
+            except Exception:  # noqa: BLE001 -- a malformed multipart body
+                return self.student_page(request, user, "The upload could not be read; nothing was recorded.", 400)
+            if not self.csrf_ok(request, form):
+                return self.student_page(request, user, "The form expired; reload the page and submit again.", 403)
+            upload = form.get("notebook")
+            if upload is None or isinstance(upload, str):
+                return self.student_page(request, user, "Choose a notebook (.ipynb) to submit.", 400)
+            data = await upload.read()
+            try:
+                att = await run_in_threadpool(self.accept, user, str(form.get("assignment", "")),
+                                              upload.filename or "notebook.ipynb", data)
+            except Refusal as exc:
+                return self.student_page(request, user, str(exc), exc.status)
         return RedirectResponse(f"{self.base}attempts/{att.id}", 303)
 
     def accept(self, user, assignment: str, filename: str, data: bytes) -> Attempt:
@@ -193,8 +203,13 @@ class Service:
                                f"{', '.join(self.assignments)}.")
         a = self.course.assignment(assignment)
         sub = Submission(user[0], filename[:200], data, "upload")
-        try:  # within the size cap; nothing runs here
-            runnable_cells(parse(sub), a)
+        containers = data.count(b"{") + data.count(b"[")  # each costs memory when decoded
+        if containers > MAX_CONTAINERS:
+            raise Refusal(400, f"Not accepted (it does not count as an attempt): {containers} JSON objects "
+                               f"and lists, more than a notebook needs ({MAX_CONTAINERS} at most).")
+        try:  # within the size cap, a few at a time (decoding costs memory); nothing runs here
+            with self.parsing:
+                runnable_cells(parse(sub), a)
         except Rejected as exc:
             raise Refusal(400, f"Not accepted (it does not count as an attempt): {exc}.") from None
         policy = self.config.policy(assignment)
@@ -230,11 +245,12 @@ class Service:
             return JSONResponse({"error": "missing or unknown token"}, 401)
         assignment = request.query_params.get("assignment", "")
         filename = request.query_params.get("filename", f"{assignment}.ipynb")
-        data = await request.body()
-        try:
-            att = await run_in_threadpool(self.accept, user, assignment, filename, data)
-        except Refusal as exc:
-            return JSONResponse({"error": str(exc)}, exc.status)
+        async with self.uploads:
+            data = await request.body()
+            try:
+                att = await run_in_threadpool(self.accept, user, assignment, filename, data)
+            except Refusal as exc:
+                return JSONResponse({"error": str(exc)}, exc.status)
         return JSONResponse(self.attempt_json(att, request), 202)
 
     async def api_attempt(self, request: Request) -> Response:
@@ -264,13 +280,16 @@ class Service:
         user = self.user(request, api=True)
         if user is None:
             return JSONResponse({"error": "missing or unknown token"}, 401)
-        return JSONResponse([self.attempt_json(a, request) for a in self.store.attempts(student=user[0])])
+        mine = await run_in_threadpool(self.store.attempts, student=user[0])
+        return JSONResponse([self.attempt_json(a, request, full=False) for a in mine])
 
     @staticmethod
-    def attempt_json(att: Attempt, request: Request) -> dict:
+    def attempt_json(att: Attempt, request: Request, full: bool = True) -> dict:
         out = {"id": att.id, "assignment": att.assignment, "received_at": att.received_at, "late": att.late,
                "state": att.state, "url": str(request.url_for("attempt", id=att.id))}
-        if att.state == "graded":
+        if att.state == "graded" and not full:
+            out.update(status=att.status, score=att.score, max_score=att.max_score)
+        elif att.state == "graded":
             result = json.loads(att.result)
             out.update(status=att.status, score=att.score, max_score=att.max_score, message=result.get("message"),
                        tests=[{"grade_id": t["grade_id"], "points": t["points"], "max_points": t["max_points"],
@@ -283,6 +302,9 @@ class Service:
 
     # ------------------------------------------------------------------ instructors
     async def instructor(self, request: Request) -> Response:
+        return await run_in_threadpool(self._instructor, request)
+
+    def _instructor(self, request: Request) -> Response:
         user = self.user(request)
         if not self.is_instructor(user):
             return self.page(request, "missing.html", 404) if user else RedirectResponse(self.base, 303)
@@ -293,20 +315,19 @@ class Service:
     def pass_rates(self) -> dict[str, list[tuple[str, float, int]]]:
         """Per assignment, each case's pass rate over every student's latest graded attempt, the
         cases failing most first: where the class is stuck."""
-        latest: dict[tuple[str, str], Attempt] = {}
-        for att in self.store.attempts(state="graded", newest_first=False):
-            latest[(att.student, att.assignment)] = att
         tally: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-        for (_, assignment), att in latest.items():
-            for t in json.loads(att.result)["tests"]:
-                for c in t["cases"]:
-                    counts = tally[assignment][c["case"]]
-                    counts[0] += bool(c["passed"])
-                    counts[1] += 1
+        for assignment, cases in self.store.latest_cases():
+            for case, passed in json.loads(cases or "{}").items():
+                counts = tally[assignment][case]
+                counts[0] += bool(passed)
+                counts[1] += 1
         return {a: sorted(((case, p / n, n) for case, (p, n) in cases.items()), key=lambda r: (r[1], r[0]))
                 for a, cases in sorted(tally.items())}
 
     async def export_csv(self, request: Request) -> Response:
+        return await run_in_threadpool(self._export_csv, request)
+
+    def _export_csv(self, request: Request) -> Response:
         user = self.user(request) or self.user(request, api=True)
         if not self.is_instructor(user):
             return PlainTextResponse("not found", 404)

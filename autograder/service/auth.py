@@ -20,9 +20,6 @@ class TokenAuth:
     def user_for_token(self, token: str) -> tuple[str, str] | None:
         return self.store.user_for_token(token) if token else None
 
-    def user_for_hash(self, sha256: str) -> tuple[str, str] | None:
-        return self.store.user_for_hash(sha256)
-
 
 def session_secret(state: Path) -> str:
     """The key that signs session cookies: made once, kept in the service folder, readable by the

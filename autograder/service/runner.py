@@ -25,6 +25,7 @@ from autograder.service.config import Config
 from autograder.service.store import Attempt, Store, dead_owner, owner_name
 from autograder.submissions import Submission
 
+FEEDBACK_OUTPUT = 5000  # characters of a notebook's output kept with each attempt (the feedback shows as many)
 STALE_SECONDS = 900  # a lease older than this, held on another machine, is taken over
 SWEEP_SECONDS = 30
 
@@ -167,10 +168,15 @@ class Runner(threading.Thread):
         record = result.as_record()
         record["attempt"] = att.id
         record["late"] = att.late
+        # what a student's notebook printed or raised is kept short here: every attempt is stored
+        record["output"] = record.get("output", "")[:FEEDBACK_OUTPUT]
+        record["cell_errors"] = [{**e, "error": {**e["error"], "message": e["error"]["message"][:300]}}
+                                 for e in record.get("cell_errors", [])[:10]]
+        cases = {c["case"]: bool(c["passed"]) for t in record["tests"] for c in t["cases"]}
         done = self.store.finish(att.id, self.owner, status=result.status, score=result.score,
                                  max_score=result.max_score,
                                  result=json.dumps(record, default=float, ensure_ascii=True),
-                                 feedback=records.feedback_body(record))
+                                 feedback=records.feedback_body(record), cases=json.dumps(cases))
         self.graded += done
         return done
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import secrets
 import socket
 import uuid
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ attempts = sa.Table(
     sa.Column("max_score", sa.Float),
     sa.Column("result", sa.Text),     # results.json: what the student may see
     sa.Column("feedback", sa.Text),   # the feedback page
+    sa.Column("cases", sa.Text),      # {case id: passed}: what the instructor page counts
     sa.Index("attempts_student", "student", "assignment"),
     sa.Index("attempts_state", "state", "id"),
 )
@@ -49,7 +51,16 @@ tokens = sa.Table(
     sa.Column("role", sa.String(20), nullable=False, default="student"),
 )
 
+sessions = sa.Table(
+    "sessions", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("user", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("created", sa.String(40), nullable=False),
+)
+
 COLUMNS_WITHOUT_DATA = [c for c in attempts.c if c.name != "data"]
+SUMMARY_COLUMNS = [c for c in attempts.c if c.name not in ("data", "result", "feedback", "cases")]
 
 
 def now() -> str:
@@ -89,7 +100,7 @@ class Attempt:
     @classmethod
     def of(cls, row) -> "Attempt":
         m = row._mapping
-        return cls(**{k: m[k] for k in cls.__dataclass_fields__ if k in m})
+        return cls(**{k: m.get(k) for k in cls.__dataclass_fields__ if k in m or k in ("result", "feedback")})
 
 
 class Store:
@@ -119,9 +130,10 @@ class Store:
             c.execute(tokens.insert().values(sha256=token_hash(token), user=user, role=role))
 
     def replace_token(self, token: str, user: str, role: str = "student") -> None:
-        """`user`'s only token from now on."""
+        """`user`'s only token from now on; their sessions end."""
         with self.engine.begin() as c:
             c.execute(tokens.delete().where(tokens.c.user == user))
+            c.execute(sessions.delete().where(sessions.c.user == user))
             c.execute(tokens.insert().values(sha256=token_hash(token), user=user, role=role))
 
     def user_for_token(self, token: str) -> tuple[str, str] | None:
@@ -131,6 +143,25 @@ class Store:
         with self.engine.connect() as c:
             row = c.execute(sa.select(tokens.c.user, tokens.c.role).where(tokens.c.sha256 == sha256)).first()
         return (row.user, row.role) if row else None
+
+    # ---------------------------------------------------------------- sessions, kept here so they can end
+    def new_session(self, user: str, role: str) -> str:
+        sid = secrets.token_urlsafe(32)
+        with self.engine.begin() as c:
+            c.execute(sessions.insert().values(id=sid, user=user, role=role, created=now()))
+        return sid
+
+    def session_user(self, sid: str, max_age: float) -> tuple[str, str] | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(sessions).where(sessions.c.id == sid)).first()
+        if row is None:
+            return None
+        age = dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(row.created)
+        return (row.user, row.role) if age.total_seconds() < max_age else None
+
+    def end_session(self, sid: str) -> None:
+        with self.engine.begin() as c:
+            c.execute(sessions.delete().where(sessions.c.id == sid))
 
     # ---------------------------------------------------------------- attempts
     def accept(self, student: str, assignment: str, filename: str, data: bytes, check) -> Attempt:
@@ -161,7 +192,8 @@ class Store:
 
     def attempts(self, student: str | None = None, assignment: str | None = None,
                  state: str | None = None, limit: int | None = None, newest_first: bool = True) -> list[Attempt]:
-        q = sa.select(*COLUMNS_WITHOUT_DATA)
+        """Summaries (no bytes, result or feedback: lists stay light however large those are)."""
+        q = sa.select(*SUMMARY_COLUMNS)
         if student is not None:
             q = q.where(attempts.c.student == student)
         if assignment is not None:
@@ -211,13 +243,13 @@ class Store:
                       .values(state="queued", lease=None, leased_at=None))
 
     def finish(self, attempt_id: int, owner: str, *, status: str, score: float, max_score: float,
-               result: str, feedback: str) -> bool:
+               result: str, feedback: str, cases: str = "{}") -> bool:
         """Record the result, if `owner` still holds the lease; False when it does not (not recorded)."""
         with self.engine.begin() as c:
             done = c.execute(attempts.update().where(
                 (attempts.c.id == attempt_id) & (attempts.c.state == "grading") & (attempts.c.lease == owner))
                 .values(state="graded", status=status, score=score, max_score=max_score, result=result,
-                        feedback=feedback, graded_at=now())).rowcount
+                        feedback=feedback, cases=cases, graded_at=now())).rowcount
         return done == 1
 
     def requeue(self, dead) -> int:
@@ -234,6 +266,14 @@ class Store:
                         & (attempts.c.lease == r.lease) & (attempts.c.leased_at == r.leased_at))
                         .values(state="queued", lease=None, leased_at=None)).rowcount
         return n
+
+    def latest_cases(self) -> list[tuple[str, str]]:
+        """(assignment, cases JSON) of every student's latest graded attempt at each assignment."""
+        latest = sa.select(sa.func.max(attempts.c.id)).where(attempts.c.state == "graded") \
+            .group_by(attempts.c.student, attempts.c.assignment)
+        with self.engine.connect() as c:
+            return [(r.assignment, r.cases) for r in c.execute(
+                sa.select(attempts.c.assignment, attempts.c.cases).where(attempts.c.id.in_(latest)))]
 
     def counting(self, student: str, assignment: str, rule: str) -> Attempt | None:
         """The attempt that counts: the latest graded one ("last") or the highest score, earliest
