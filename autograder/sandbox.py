@@ -246,7 +246,7 @@ class Cgroups:
             for folder in base.iterdir() if base.is_dir() else ():
                 pid = folder.name.split("-")[0]
                 if folder.is_dir() and pid.isdigit() and (folder.name.startswith(mine) if owner
-                                                          else not _alive(int(pid))):
+                                                          else not pid_alive(int(pid))):
                     Cgroup({controller: folder}, self.v2).destroy()
 
     def close(self) -> None:
@@ -258,7 +258,10 @@ class Cgroups:
             self.janitor = None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists (on this machine, in this PID namespace)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from autograder.sandbox import pid_alive
+
 metadata = sa.MetaData()
 
 attempts = sa.Table(
@@ -307,7 +309,7 @@ def dead_owner(me: str, stale_seconds: float):
         o_host, pid, _ = (owner.split("/") + ["", ""])[:3]
         if o_host == host:
             pid = int(pid) if pid.isdigit() else -1
-            return pid == os.getpid() or not _alive(pid)
+            return pid == os.getpid() or not pid_alive(pid)
         if leased_at is None:
             return True
         age = dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(leased_at)
@@ -315,14 +317,3 @@ def dead_owner(me: str, stale_seconds: float):
 
     return dead
 
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
