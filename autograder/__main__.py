@@ -88,9 +88,13 @@ def serve(args) -> int:
             return 2
     app = create_app(cfg, auth=auth, engine=args.engine)
     print(f"Serving {cfg.root} on http://{args.host}:{args.port}{getattr(auth, 'prefix', '/')} (database {cfg.db.split('://')[0]})", flush=True)
-    # connections beyond 512 at once are answered 503 (uploads in memory are bounded by the app)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5,
-                limit_concurrency=512)
+    # No cap on connections (a cap is what idle half-open connections would fill): each costs a file
+    # descriptor, so the limit on those is raised as far as allowed; uploads in memory are bounded by
+    # the app. Behind a reverse proxy, let it time out slow clients (e.g. nginx client_header_timeout).
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else max(soft, 65536), hard))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
     return 0
 
 

@@ -110,6 +110,8 @@ def _dtype_problem(out, exp) -> str | None:
 def _error_text(err: dict) -> str:
     if err["__error__"] == "NotImplementedError":
         return "raised NotImplementedError: write your code in place of `raise NotImplementedError()`"
+    if _HIDDEN.get():  # which exception a function raises is its choice too: a channel of its own
+        return "raised an exception (its type and message are not shown for a hidden case)"
     return f"raised {err['__error__']}: {err['message']}" if err["message"] else f"raised {err['__error__']}"
 
 
@@ -176,7 +178,7 @@ class Raises:
                             f"a call with invalid arguments returned instead of raising {self.exception}")
             if err["__error__"] != self.exception:
                 return _say(f"({shown}) raised {err['__error__']} instead of {self.exception}: {err['message']}",
-                            f"a call with invalid arguments raised {err['__error__']} instead of {self.exception}")
+                            f"a call with invalid arguments raised another exception than {self.exception}")
         if len(outputs["results"]) != len(inputs["calls"]):
             return "the grader received too few results"
         return None

@@ -188,7 +188,9 @@ def _outcome(case: Case, inputs, output, expected) -> dict:
     if not case.visible:  # an exception's message is the student's text: it can carry hidden inputs
         output = _without_messages(output)
     if is_error(output):  # the driver itself failed (e.g. unsendable result)
-        return {"passed": False, "status": "error", "message": f"{output['__error__']}: {output['message']}"}
+        text = f"{output['__error__']}: {output['message']}" if case.visible else \
+            "an exception while running the case (its type and message are not shown for a hidden case)"
+        return {"passed": False, "status": "error", "message": text}
     verdict = judge(case, inputs, output, expected)
     return {"passed": verdict is None, "status": "pass" if verdict is None else "fail",
             "message": None if verdict is None else clean_text(verdict, 500)}

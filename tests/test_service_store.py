@@ -203,7 +203,8 @@ def test_only_the_claiming_lease_can_finish(store, url):
 
 def test_requeue_takes_back_only_dead_leases(store, url):
     """dead_owner: on this host a lease is dead when its process has ended or is this process started
-    anew (the same pid, another start); on another host when the lease is older than stale_seconds."""
+    anew (the same pid, another start); anywhere when the lease is older than stale_seconds (on this
+    host a pid that old may have been reused)."""
     host = socket.gethostname()
     ended = subprocess.Popen(["true"])
     ended.wait()
@@ -213,7 +214,8 @@ def test_requeue_takes_back_only_dead_leases(store, url):
     stale = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1000)).isoformat()
     leases = {  # owner: (leased_at or None for now, dead?)
         me: (stale, False),                                # mine, however old
-        f"{host}/{alive.pid}/aaaa": (stale, False),        # a live process here
+        f"{host}/{alive.pid}/aaaa": (None, False),         # a live process here
+        f"{host}/{alive.pid}/ffff": (stale, True),         # a live pid, but 1000 s: maybe reused
         f"{host}/{ended.pid}/bbbb": (None, True),          # a process here that has ended
         f"{host}/{pid}/cccc": (None, True),                # this pid, an earlier start of it
         "elsewhere/123/dddd": (None, False),               # another machine, a fresh lease

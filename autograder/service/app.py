@@ -13,6 +13,9 @@ import io
 import json
 import math
 import asyncio
+from contextlib import asynccontextmanager
+
+import anyio
 import secrets
 import threading
 from collections import defaultdict
@@ -38,8 +41,9 @@ from autograder.submissions import Submission, student_id
 CSP = ("default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 API_WAIT_MAX = 60.0
-MAX_CONTAINERS = 200_000  # a course notebook has a few thousand; 200 000 decoded cost about 20 MB
+MAX_ITEMS = 500_000  # objects, lists and their items: a course notebook has a few thousand; 500 000 decode to ~50 MB
 SESSION_SECONDS = 12 * 3600
+UPLOAD_SECONDS = 60
 NOTICES = {"login": "Please log in first; nothing was submitted."}
 
 templates = Environment(loader=PackageLoader("autograder.service", "templates"),
@@ -95,6 +99,7 @@ class Service:
         self.runner = Runner(store, config, engine=engine)
         self.parsing = threading.BoundedSemaphore(2)
         self.uploads = asyncio.Semaphore(16)  # bodies read into memory at once; later ones wait unread
+        self.user_locks: dict[str, asyncio.Lock] = {}
 
     # ------------------------------------------------------------------ who is asking
     def user(self, request: Request, api: bool = False) -> tuple[str, str] | None:
@@ -175,11 +180,18 @@ class Service:
         user = self.user(request)
         if user is None:
             return RedirectResponse(self.base + "?error=login", 303)
-        async with self.uploads:
+        try:
+            slot = self.upload_slot(user)
+            await slot.__aenter__()
+        except Refusal as exc:
+            return self.student_page(request, user, str(exc), exc.status)
+        try:
             try:
                 form = await request.form(max_files=1, max_fields=4, max_part_size=self.config.max_upload)
             except HTTPException:
                 raise
+            except Refusal as exc:
+                return self.student_page(request, user, str(exc), exc.status)
             except Exception:  # noqa: BLE001 -- a malformed multipart body
                 return self.student_page(request, user, "The upload could not be read; nothing was recorded.", 400)
             if not self.csrf_ok(request, form):
@@ -193,7 +205,22 @@ class Service:
                                               upload.filename or "notebook.ipynb", data)
             except Refusal as exc:
                 return self.student_page(request, user, str(exc), exc.status)
+        finally:
+            await slot.__aexit__(None, None, None)
         return RedirectResponse(f"{self.base}attempts/{att.id}", 303)
+
+    @asynccontextmanager
+    async def upload_slot(self, user):
+        """A student's uploads are read one after another, at most 16 in all at once, each within
+        UPLOAD_SECONDS: a slow or stalled upload holds one slot for a bounded time, and one student's
+        uploads never hold more than one."""
+        async with self.user_locks.setdefault(user[0], asyncio.Lock()), self.uploads:
+            try:
+                with anyio.fail_after(UPLOAD_SECONDS):
+                    yield
+            except TimeoutError:
+                raise Refusal(408, f"The upload did not arrive within {UPLOAD_SECONDS} s; nothing "
+                                   f"was recorded.") from None
 
     def accept(self, user, assignment: str, filename: str, data: bytes) -> Attempt:
         """Check what can be checked without running it, then record the attempt, queued. (In a
@@ -203,10 +230,10 @@ class Service:
                                f"{', '.join(self.assignments)}.")
         a = self.course.assignment(assignment)
         sub = Submission(user[0], filename[:200], data, "upload")
-        containers = data.count(b"{") + data.count(b"[")  # each costs memory when decoded
-        if containers > MAX_CONTAINERS:
-            raise Refusal(400, f"Not accepted (it does not count as an attempt): {containers} JSON objects "
-                               f"and lists, more than a notebook needs ({MAX_CONTAINERS} at most).")
+        items = data.count(b"{") + data.count(b"[") + data.count(b",")  # at least one per decoded value
+        if items > MAX_ITEMS:
+            raise Refusal(400, f"Not accepted (it does not count as an attempt): about {items} JSON values, "
+                               f"more than a notebook needs ({MAX_ITEMS} at most).")
         try:  # within the size cap, a few at a time (decoding costs memory); nothing runs here
             with self.parsing:
                 runnable_cells(parse(sub), a)
@@ -230,9 +257,10 @@ class Service:
         if user is None:
             return RedirectResponse(self.base, 303)
         try:
-            att = self.store.attempt(int(request.path_params["id"]))
+            attempt_id = int(request.path_params["id"])
         except ValueError:
-            att = None
+            attempt_id = 0
+        att = self.store.attempt(attempt_id) if 0 < attempt_id < 2**62 else None
         # another student's attempt looks exactly like one that does not exist
         if att is None or (att.student != user[0] and not self.is_instructor(user)):
             return self.page(request, "missing.html", 404)
@@ -245,12 +273,12 @@ class Service:
             return JSONResponse({"error": "missing or unknown token"}, 401)
         assignment = request.query_params.get("assignment", "")
         filename = request.query_params.get("filename", f"{assignment}.ipynb")
-        async with self.uploads:
-            data = await request.body()
-            try:
+        try:
+            async with self.upload_slot(user):
+                data = await request.body()
                 att = await run_in_threadpool(self.accept, user, assignment, filename, data)
-            except Refusal as exc:
-                return JSONResponse({"error": str(exc)}, exc.status)
+        except Refusal as exc:
+            return JSONResponse({"error": str(exc)}, exc.status)
         return JSONResponse(self.attempt_json(att, request), 202)
 
     async def api_attempt(self, request: Request) -> Response:
@@ -265,6 +293,8 @@ class Service:
             return JSONResponse({"error": "bad request"}, 400)
         if not math.isfinite(wait):
             return JSONResponse({"error": "wait is a number of seconds"}, 400)
+        if not 0 < attempt_id < 2**62:
+            return JSONResponse({"error": "no such attempt"}, 404)
         wait = min(max(wait, 0.0), API_WAIT_MAX)
         waited = 0.0
         while True:

@@ -297,8 +297,8 @@ def owner_name() -> str:
 
 def dead_owner(me: str, stale_seconds: float):
     """Whether a lease's holder is gone: on this host, its process has ended or restarted (a recycled
-    pid, this very process included, is another owner than `me`); elsewhere, its lease is older than
-    `stale_seconds` (a grader on another machine that stopped)."""
+    pid, this very process included, is another owner than `me`); anywhere, its lease is older than
+    `stale_seconds` (a grader on another machine that stopped; a pid here reused by another process)."""
     host = socket.gethostname()
 
     def dead(owner: str | None, leased_at: str | None) -> bool:
@@ -307,13 +307,12 @@ def dead_owner(me: str, stale_seconds: float):
         if owner == me:
             return False
         o_host, pid, _ = (owner.split("/") + ["", ""])[:3]
-        if o_host == host:
+        age = (dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(leased_at)).total_seconds() \
+            if leased_at else float("inf")
+        if o_host == host:  # a live pid that old may be another process that reused it
             pid = int(pid) if pid.isdigit() else -1
-            return pid == os.getpid() or not pid_alive(pid)
-        if leased_at is None:
-            return True
-        age = dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(leased_at)
-        return age.total_seconds() > stale_seconds
+            return pid == os.getpid() or not pid_alive(pid) or age > stale_seconds
+        return age > stale_seconds
 
     return dead
 
