@@ -31,12 +31,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from autograder.course import Course, UnknownAssignment
+from autograder.course import Course
 from autograder.scoring import Rejected, parse, runnable_cells
 from autograder.service.config import Config
 from autograder.service.runner import Runner
 from autograder.service.store import Attempt, Refusal, Store
-from autograder.submissions import Submission, student_id
+from autograder.submissions import Submission
 
 CSP = ("default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
