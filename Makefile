@@ -6,7 +6,6 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8000
 # Set TORCH_INDEX to a PyTorch wheel index (e.g. the CPU one, see README) to take torch from there.
 TORCH_INDEX ?=
-JB_FLAGS := -W -n --keep-going
 # The chapters' models are tiny: one CPU thread per process is about as fast on an idle machine and
 # many times faster on a busy one, where PyTorch's spinning threads fight for the cores.
 export OMP_NUM_THREADS ?= 1
@@ -24,10 +23,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# Both editions from one execution: English in _build/html, Chinese in _build/html/zh (scripts/book.py;
+# each is `jupyter-book build . -W -n --keep-going` with its language's settings).
 book: $(STAMP)
-	$(BIN)/jupyter-book build . $(JB_FLAGS)
-	@echo
-	@echo "The site is in _build/html (open _build/html/index.html, or run 'make serve' for http://localhost:$(PORT))."
+	$(BIN)/python scripts/book.py
+	@echo "Open _build/html/index.html, or run 'make serve' for http://localhost:$(PORT) (中文: /zh/)."
 
 # JupyterHub's proxy, for the tests that start a real Hub (tests/test_service_hub.py)
 CHP_VERSION := 5.3.0
@@ -58,10 +58,17 @@ tools: $(STAMP)
 # Student notebooks (and their visible test data) from the source notebooks in solutions/.
 # `generate_assignment --force` deletes assignments/<a>/ before it writes anything: the old folder is
 # kept aside and put back if anything fails, so a failed run never loses the released version.
+# LANGUAGE=zh_CN (`make assignments LANGUAGE=zh_CN`): release the student notebooks in that language,
+# each translated in place once generated, from locales/<LANGUAGE>/LC_MESSAGES/assignments/<a>.po
+# (autograder/notebook_i18n.py: markdown instructions only; cells, tests and points unchanged).
+# Empty: English. Only a LANGUAGE given on make's command line counts, not gettext's LANGUAGE
+# variable in the environment (often en_US:en), which names a user's locale, not a course's release.
+LANGUAGE ?=
 assignments: tools
 	@for a in $(ASSIGNMENT_IDS); do \
 	  keep=$$(mktemp -d) && { [ ! -d assignments/$$a ] || cp -a assignments/$$a $$keep/; } && \
-	  if $(NBGRADER) generate_assignment $$a --force --log-level=WARN && $(BIN)/python -m autograder.case $$a; then \
+	  if $(NBGRADER) generate_assignment $$a --force --log-level=WARN && $(BIN)/python -m autograder.case $$a \
+	    $(if $(and $(filter command line,$(origin LANGUAGE)),$(LANGUAGE)),&& $(BIN)/python -m autograder.notebook_i18n translate assignments/$$a/$$a.ipynb --language '$(LANGUAGE)'); then \
 	    rm -rf $$keep; \
 	  else \
 	    echo "error: regenerating $$a failed; assignments/$$a is restored as it was"; \

@@ -32,6 +32,9 @@ from pybtex.style.formatting.unsrt import Style as UnsrtStyle
 from pybtex.style.labels import BaseLabelStyle
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
+from sphinx.transforms import SphinxTransform
+
+from myst_nb.ext.glue.roles import PasteTextRole
 
 import site_weight
 import student_wheel
@@ -111,6 +114,7 @@ def finish_site(app: Sphinx, exception) -> None:
             stale.unlink()                           # the bundle and menu of earlier builds
     student_wheel.build(Path(app.confdir), out / STUDENT_WHEEL_DIR,
                         tomllib.loads((Path(app.confdir) / "pyproject.toml").read_text())["project"])
+    translate_assignment_downloads(app)
     write_notebooks(app)
     pages = [p for p in out.rglob("*.html") if not {"_static", "_sources", "_images", "_downloads"}
              & set(p.relative_to(out).parts)]
@@ -198,7 +202,8 @@ def site_url(app: Sphinx) -> str:
         if repo is None or repo.provider != "github":
             raise ExtensionError("set html.baseurl in _config.yml: notebooks link into the site")
         base = f"https://{repo.org}.github.io/{repo.name}/"
-    return base.rstrip("/") + "/"
+    # an edition other than the site's root lives in its own folder (course_editions)
+    return base.rstrip("/") + "/" + app.config.course_editions.get(edition_of(app), "")
 
 
 def page_notebook(app: Sphinx, pagename: str) -> nbformat.NotebookNode:
@@ -240,6 +245,26 @@ def page_notebook(app: Sphinx, pagename: str) -> nbformat.NotebookNode:
     return nb
 
 
+def translate_assignment_downloads(app: Sphinx) -> None:
+    """The Chinese edition's assignments page offers the student notebooks in Chinese: each
+    downloaded assignments/<a>/<a>.ipynb is translated in the build's _downloads (Markdown
+    instructions only; cells, tests, points and checksums unchanged) with
+    locales/<language>/LC_MESSAGES/assignments/<a>.po. A missing catalog or translation fails the
+    build, so a Chinese page never offers a half-translated notebook. (Sphinx copies the English
+    file again whenever the copy differs, so the Chinese one is always current.)"""
+    if edition_of(app) != "zh":
+        return
+    from autograder.notebook_i18n import TranslationError, translate_file
+    for source, (_docs, dest) in app.env.dlfiles.items():
+        parts = Path(source).parts
+        if len(parts) == 3 and parts[0] == "assignments" and parts[2] == f"{parts[1]}.ipynb":
+            try:
+                translate_file(Path(app.outdir) / "_downloads" / dest, app.config.language,
+                               root=Path(app.srcdir), assignment=parts[1])
+            except TranslationError as err:
+                raise ExtensionError(str(err)) from None
+
+
 def write_notebooks(app: Sphinx) -> None:
     """_sources/<page>.ipynb for every notebook page, every build (the theme puts the executed
     notebook there, and only for pages it rewrites)."""
@@ -254,7 +279,8 @@ def add_launch_links(app: Sphinx, pagename, templatename, context, doctree):
     """Runs after sphinx-book-theme's launch/download buttons (priority 501)."""
     if not context.get("ipynb_source") or app.builder.format != "html":
         return
-    nb_rel = f"_sources/{context['ipynb_source']}"    # written by write_notebooks()
+    # written by write_notebooks(); an edition's folder (zh/) in the published branch comes first
+    nb_rel = f"{app.config.course_editions.get(edition_of(app), '')}_sources/{context['ipynb_source']}"
     repo = repository(app)
     launch = app.config.html_theme_options.get("launch_buttons", {})
     if not repo or repo.provider != "github":
@@ -340,6 +366,57 @@ def theme_defaults(app: Sphinx, config) -> None:
     config.html_static_path.append(str(STATIC))
 
 
+# ---------------------------------------------------------------------------- editions
+# (short: the header has room for two more characters on a 390 px phone, not for "English")
+EDITION_NAMES = {"en": ("EN", "Read this page in English"), "zh_CN": ("中文", "阅读本页的中文版")}
+
+
+def edition_of(app: Sphinx) -> str:
+    return "zh" if (app.config.language or "en").startswith("zh") else "en"
+
+
+def add_language_switch(app: Sphinx, pagename, templatename, context, doctree):
+    """A header button on every page that opens the same page in the other edition.
+    course_editions maps each edition to its folder in the site ({"en": "", "zh": "zh/"})."""
+    editions = app.config.course_editions
+    here = edition_of(app)
+    if len(editions) < 2 or here not in editions or app.builder.format != "html":
+        return
+    to_site_root = "../" * (pagename.count("/") + editions[here].count("/"))
+    for other, folder in editions.items():
+        if other == here:
+            continue
+        name, tooltip = EDITION_NAMES["zh_CN" if other == "zh" else "en"]
+        context.setdefault("header_buttons", []).insert(0, {
+            "type": "link", "url": f"{to_site_root}{folder}{pagename}.html", "text": name,
+            "tooltip": tooltip, "icon": "fas fa-language", "label": "language-switch"})
+
+
+class MathIsNotProse(SphinxTransform):
+    """Display equations are the same in every language: keep them out of the translation catalogs
+    (Sphinx would offer each one as a message to translate) and out of the Chinese edition's lookup."""
+
+    default_priority = 10          # before Sphinx's i18n (Locale, 20)
+
+    def apply(self, **kwargs):
+        for node in self.document.findall(nodes.math_block):
+            node["translatable"] = False
+
+
+class TranslatedGlueText(PasteTextRole):
+    """{glue:text} that also works in a translated message. Sphinx's i18n parses each translated
+    message as a document of its own, which has none of the page's glued values; there the role
+    reads the value from the page itself as a cross-document reference (myst-nb's `doc::key`),
+    resolved after reading from the same execution the English page uses."""
+
+    def run(self):
+        if "::" not in self.text and self.document.get("source", "").endswith("<translated>"):
+            env = self.document.settings.env
+            key_format = self.text if ":" in self.text else f"{self.text}:s"
+            self.text = f"/{env.doc2path(env.docname, False)}::{key_format}"
+        return super().run()
+
+
 def add_search_scorer(app: Sphinx, pagename, templatename, context, doctree):
     """On the search page, rank first the pages whose title has the query (search_scorer.js).
     (html_search_scorer would do, but Sphinx drops it from builds that write no page.)"""
@@ -385,8 +462,12 @@ def setup(app: Sphinx):
     app.add_config_value("course_notebook_modules", {"myst_nb": "myst-nb"}, "html", [dict])
     # Extra package index for Binder's image, e.g. PyTorch's CPU-only wheels (much smaller).
     app.add_config_value("course_binder_index_url", "", "html", [str])
+    # The editions of the site and the folder of each in it (scripts/book.py builds them).
+    app.add_config_value("course_editions", {}, "html", [dict])
     app.add_css_file("course.css")                  # layout fixes (_ext/static)
     app.add_js_file("course.js", defer="defer")     # tables as cards on phones
+    app.add_role_to_domain("glue", "text", TranslatedGlueText(), override=True)
+    app.add_transform(MathIsNotProse)
     app.connect("config-inited", use_local_mathjax)
     app.connect("config-inited", theme_defaults)
     app.connect("builder-inited", configure_mathjax_components, priority=900)
@@ -394,6 +475,7 @@ def setup(app: Sphinx):
     app.connect("html-page-context", dedupe_scripts, priority=900)   # after all that add scripts
     app.connect("html-page-context", drop_unused_assets, priority=901)
     app.connect("html-page-context", add_launch_links, priority=502)
+    app.connect("html-page-context", add_language_switch, priority=503)
     app.connect("doctree-resolved", drop_label_prefixes)
     # After the themes' own build-finished work (pydata-sphinx-theme rewrites pygments.css).
     app.connect("build-finished", finish_site, priority=900)

@@ -8,15 +8,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 JB = Path(sys.executable).with_name("jupyter-book")
 BUILD_FLAGS = ["-W", "-n", "--keep-going"]
+BOOK = [sys.executable, "scripts/book.py"]          # `make book`: both editions, run in the root
 
 
 @pytest.fixture(scope="session")
 def built_book() -> Path:
-    """Build the book (cached execution) and return `_build/html`; fail with the build log."""
-    proc = subprocess.run(
-        [str(JB), "build", str(ROOT), *BUILD_FLAGS],
-        cwd=ROOT, capture_output=True, text=True,
-    )
+    """Build both editions as `make book` does (cached execution) and return `_build/html` (the
+    Chinese edition is `_build/html/zh`); fail with the build log."""
+    proc = subprocess.run(BOOK, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.fail(f"jupyter-book build failed (exit {proc.returncode}):\n{proc.stdout[-8000:]}\n{proc.stderr[-8000:]}")
     return ROOT / "_build" / "html"
@@ -71,11 +70,16 @@ def is_notebook(docname: str) -> bool:
     return bool(front and re.search(r"^(kernelspec|jupytext):", front.group(1), re.M))
 
 
+EDITIONS = ("", "zh/")          # the English site's root and the Chinese edition's folder in it
+
+
 def pytest_generate_tests(metafunc):
+    # Pages of both editions: "book/momentum" and "zh/book/momentum".
     if "toc_page" in metafunc.fixturenames:
-        metafunc.parametrize("toc_page", toc_pages())
+        metafunc.parametrize("toc_page", [e + p for e in EDITIONS for p in toc_pages()])
     if "site_page" in metafunc.fixturenames:        # toc pages plus Sphinx's own pages
-        metafunc.parametrize("site_page", toc_pages() + ["search", "genindex"])
+        metafunc.parametrize("site_page", [e + p for e in EDITIONS
+                                           for p in toc_pages() + ["search", "genindex"]])
     if "notebook_page" in metafunc.fixturenames:
         metafunc.parametrize("notebook_page", [p for p in toc_pages() if is_notebook(p)])
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUILD_FLAGS, JB, ROOT
+from conftest import BOOK, ROOT
 from test_site_leaks import MARKERS, code_leaks, copies_of_sources, secret_blocks, site_texts
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -65,7 +65,7 @@ def test_public_tree_builds_the_site_and_passes_its_tests(built_book, public):
     only outputs of the same code), no page leaks, and the tests it keeps pass."""
     shutil.copytree(ROOT / "_build" / ".jupyter_cache", public / "_build" / ".jupyter_cache")
     env = {**os.environ, "PYTHONPATH": str(public)}   # its optlab and autograder, not ours
-    build = subprocess.run([JB, "build", ".", *BUILD_FLAGS], cwd=public, env=env,
+    build = subprocess.run(BOOK, cwd=public, env=env,
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stdout[-6000:] + build.stderr[-4000:]
     assert leaks(public / "_build" / "html") == []

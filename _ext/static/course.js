@@ -20,3 +20,9 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   }
 });
+
+// The language switch (a header button, course_site.add_language_switch) opens the other edition
+// in the same tab; the theme's link buttons open a new one.
+document.addEventListener("DOMContentLoaded", () => {
+  for (const link of document.querySelectorAll("a.btn-language-switch")) link.removeAttribute("target");
+});
