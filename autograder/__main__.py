@@ -12,10 +12,14 @@ import sys
 import time
 from pathlib import Path
 
-from autograder import lms, records
+from autograder import lms, messages, records
 from autograder.api import GradingError, grade as grade_api
 from autograder.course import Course, UnknownAssignment, default_root
 from autograder.sandbox import Limits, Refused
+
+
+LANGUAGE_HELP = (f"the feedback's language: {', '.join(messages.languages())} (default: c.Autograder.language "
+                 f"in the course's nbgrader_config.py, else en)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,12 +48,14 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)  # reproduce a run (tests)
     g.add_argument("--lms-column", default=None,
                    help="grade column in canvas.csv, e.g. 'Optimizers (123456)' (default: the assignment id)")
+    g.add_argument("--language", default=None, help=LANGUAGE_HELP)
     e = sub.add_parser("export", help="after hand grading: refresh feedback, grades.csv, canvas.csv and "
                                       "moodle.csv from nbgrader's gradebook")
     e.add_argument("assignment", help="an assignment id under solutions/")
     e.add_argument("--out", type=Path, help="the grading run's output folder (default: grades/<assignment>)")
     e.add_argument("--root", type=Path, default=None, help="course folder holding solutions/")
     e.add_argument("--lms-column", default=None, help="grade column in canvas.csv (default: the assignment id)")
+    e.add_argument("--language", default=None, help=LANGUAGE_HELP)
     s = sub.add_parser("serve", help="the submission service: students submit and get graded feedback in "
                                      "seconds (see README)")
     s.add_argument("--course", type=Path, default=None, help="course folder holding solutions/ (default: here)")
@@ -60,6 +66,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--engine", default="local", metavar="local|ADDRESS", help="as for grade")
     s.add_argument("--hub", action="store_true",
                    help="run as a JupyterHub service: students log in through the Hub (JUPYTERHUB_* settings from the Hub)")
+    s.add_argument("--language", default=None, help=LANGUAGE_HELP + "; then service.toml's [service] language")
     t = sub.add_parser("tokens", help="make a login token for each student of a roster, for the submission service")
     t.add_argument("roster", type=Path, help="CSV with a student_id column (and optionally role: student|instructor)")
     t.add_argument("--course", type=Path, default=None, help="course folder (default: here)")
@@ -72,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
 def serve(args) -> int:
     from autograder.service import config as service_config
     try:
-        cfg = service_config.load((args.course or default_root()), db=args.db)
+        cfg = service_config.load((args.course or default_root()), db=args.db, language=args.language)
     except service_config.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -150,6 +157,7 @@ def grade(args) -> int:
     progress = None
     try:
         root = (args.root or default_root()).resolve()
+        language = messages.course_language(root, args.language)  # UnknownLanguage is a ValueError
         course = Course(root)
         assignment = course.assignment(args.assignment)
     except (UnknownAssignment, FileNotFoundError, ValueError) as exc:
@@ -165,7 +173,7 @@ def grade(args) -> int:
         summary = grade_api(assignment, args.paths, out=args.out, engine=args.engine, limits=limits,
                             workers=max(1, args.workers), force=args.force,
                             allow_unsandboxed=args.allow_unsandboxed, gradebook=not args.no_gradebook,
-                            lms_column=args.lms_column, seed=args.seed, progress=counting)
+                            lms_column=args.lms_column, seed=args.seed, progress=counting, language=language)
     except GradingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -183,15 +191,16 @@ def grade(args) -> int:
 def export(args) -> int:
     root = (args.root or default_root()).resolve()
     try:
+        language = messages.course_language(root, args.language)
         assignment = Course(root).assignment(args.assignment)
-    except UnknownAssignment as exc:
+    except (UnknownAssignment, messages.UnknownLanguage) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = (args.out or root / "grades" / args.assignment).resolve()
     if not (out / "students").is_dir():
         print(f"error: no grading results in {out}", file=sys.stderr)
         return 2
-    n = records.refresh(out, assignment)
+    n = records.refresh(out, assignment, language)
     rows = records.write_csv(out)
     files = lms.write_lms(out, args.assignment, root, args.lms_column)
     records.give_to_course_owner(root, [out])

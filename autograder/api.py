@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from autograder import lms, records
+from autograder import lms, messages, records
 from autograder.course import Assignment, Course, Draw, UnknownAssignment, default_root, draw
 from autograder.engine import Local, SandboxSpec, Task
 from autograder.scoring import Rejected, Result, calls, failed, parse, reject, runnable_cells, score
@@ -94,8 +94,10 @@ def grade(assignment: str | Assignment, submissions: Iterable[str | Path | Submi
           workers: int | None = None, root: Path | str | None = None, force: bool = False,
           allow_unsandboxed: bool = False, gradebook: bool = True, lms_column: str | None = None,
           seed: int | None = None, progress: Callable[[Result, int, int], None] | None = None,
-          warn: Callable[[str], None] = _warn) -> Summary:
+          warn: Callable[[str], None] = _warn, language: str | None = None) -> Summary:
     """Grade `submissions` (paths as the CLI takes them, or :class:`Submission` values) of `assignment`.
+
+    The feedback is in `language` (default: the course's, :func:`autograder.messages.course_language`).
 
     Raises :class:`GradingError` when grading cannot happen at all and :class:`Refused` when the
     sandbox cannot be built (unless `allow_unsandboxed`, which grades without it and says so in
@@ -103,6 +105,10 @@ def grade(assignment: str | Assignment, submissions: Iterable[str | Path | Submi
     limits = limits or Limits()
     a = assignment if isinstance(assignment, Assignment) else _assignment(assignment, root)
     root = a.root
+    try:
+        language = messages.course_language(root, language)
+    except messages.UnknownLanguage as exc:
+        raise GradingError(str(exc)) from None
     subs = list(submissions)
     if not all(isinstance(s, Submission) for s in subs):
         try:
@@ -138,16 +144,17 @@ def grade(assignment: str | Assignment, submissions: Iterable[str | Path | Submi
                           engine=engine if isinstance(engine, str) else type(engine).__name__)
         started = time.monotonic()
         try:
-            try:
-                ready = _run(a, todo, recorder, engine_for(engine, workers), SandboxSpec.of(a), limits,
-                             seed, progress, summary, warn)
-            except Refused as exc:
-                if not allow_unsandboxed:
-                    raise
-                summary.unsandboxed = str(exc)
-                warn(f"{exc}\nwarning: {records.UNSANDBOXED}")
-                ready = _run(a, todo, recorder, engine_for(engine, workers), SandboxSpec.of(a, sandbox=False),
-                             limits, seed, progress, summary, warn)
+            with messages.using(language, a.source.parent):  # every message made while grading
+                try:
+                    ready = _run(a, todo, recorder, engine_for(engine, workers), SandboxSpec.of(a), limits,
+                                 seed, progress, summary, warn)
+                except Refused as exc:
+                    if not allow_unsandboxed:
+                        raise
+                    summary.unsandboxed = str(exc)
+                    warn(f"{exc}\nwarning: {records.UNSANDBOXED}")
+                    ready = _run(a, todo, recorder, engine_for(engine, workers), SandboxSpec.of(a, sandbox=False),
+                                 limits, seed, progress, summary, warn)
         finally:
             recorder.close()
         summary.startup_seconds = (ready or started) - started
@@ -223,8 +230,12 @@ class Grader:
 
     def __init__(self, assignment: str | Assignment, *, log_dir: Path | str, engine="local",
                  limits: Limits | None = None, workers: int | None = None, root: Path | str | None = None,
-                 draw_every: float = 0.0):
+                 draw_every: float = 0.0, language: str | None = None):
         self.a = assignment if isinstance(assignment, Assignment) else _assignment(assignment, root)
+        try:  # the feedback's language (default: the course's)
+            self.language = messages.course_language(self.a.root, language)
+        except messages.UnknownLanguage as exc:
+            raise GradingError(str(exc)) from None
         # hidden inputs drawn afresh for each call, or at most every `draw_every` seconds (a service
         # grading attempts one at a time: drawing can cost seconds, grading a fraction of one)
         self.draw_every, self._drawn, self._draw_lock = draw_every, None, threading.Lock()
@@ -245,7 +256,9 @@ class Grader:
         repeated = sorted(sid for sid, n in Counter(s.student_id for s in submissions).items() if n > 1)
         if repeated:
             raise GradingError(f"more than one submission for {', '.join(repeated[:5])}: give one per student")
-        return list(_graded(self.a, submissions, self.engine, self.spec, self._draw(seed), self.limits))
+        drawn = self._draw(seed)
+        with messages.using(self.language, self.a.source.parent):
+            return list(_graded(self.a, submissions, self.engine, self.spec, drawn, self.limits))
 
     def _draw(self, seed: int | None) -> Draw:
         if seed is not None or self.draw_every <= 0:

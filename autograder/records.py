@@ -22,8 +22,10 @@ from pathlib import Path
 
 import nbformat
 
+from autograder import messages
 from autograder.channel import clean_text
 from autograder.course import nbgrader_config
+from autograder.messages import Msg
 from autograder.submissions import Submission, content_address, student_id
 
 # score/max_score: the autograded points this grader decides. manual_*: the hand-graded points (e.g.
@@ -112,58 +114,99 @@ tr.fail td:first-child{color:#a22} .warn{background:#fee;padding:.5em} pre{backg
 padding:.5em;white-space:pre-wrap}"""
 
 
-def feedback_html(result: dict) -> str:
+def feedback_language(result: dict, language: str | None = None) -> str:
+    """The feedback's language: `language` when given, else the one its messages were made in (English
+    if that is one the autograder no longer has)."""
+    if language is not None:
+        return messages.check_language(language)
+    try:
+        return messages.check_language(result.get("language") or messages.DEFAULT)
+    except messages.UnknownLanguage:
+        return messages.DEFAULT
+
+
+def feedback_html(result: dict, language: str | None = None, assignment: Path | None = None) -> str:
+    """A whole page (see :func:`feedback_body`)."""
+    lang = feedback_language(result, language)
+    with messages.using(lang):
+        title = Msg("Feedback: {assignment}", assignment=result["assignment"])
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Feedback: {html.escape(result['assignment'])}</title>
+<html lang="{lang.replace('_', '-')}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title>
 <style>{FEEDBACK_CSS}</style></head><body>
 <h1>{html.escape(result['assignment'])} — {html.escape(result['student_id'])}</h1>
-{feedback_body(result)}</body></html>
+{feedback_body(result, lang, assignment)}</body></html>
 """
 
 
-def feedback_body(result: dict) -> str:
+def feedback_body(result: dict, language: str | None = None, assignment: Path | None = None) -> str:
     """The feedback itself, every value from the result escaped: points, each test cell's verdict with
-    the failed cases' messages, errors while running, the start of the notebook's output."""
+    the failed cases' messages, errors while running, the start of the notebook's output.
+
+    In `language` (default: the one the result's messages were made in); in another one, each message
+    is written again from its template and fields, the assignment's mistakes from the catalog beside
+    its cases (`assignment`: its source folder, solutions/<a>/)."""
+    lang = feedback_language(result, language)
+    with messages.using(lang, assignment):
+        return _feedback_body(result, lang != feedback_language(result))
+
+
+def _case_message(case: dict, again: bool) -> str:
+    """A case's message as recorded, or made again in the language in use."""
+    data = case.get("message_data")
+    if again and data is not None:
+        try:
+            return clean_text(messages.from_data(data), 500)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            pass  # a record written otherwise: its message as it is
+    return case["message"] or case["status"]
+
+
+def _feedback_body(result: dict, again: bool) -> str:
     e = html.escape
     rows = []
     for t in result["tests"]:
-        notes = "".join(f"<li><code>{e(c['case'])}</code>: {e(c['message'] or c['status'])}</li>"
+        notes = "".join(f"<li><code>{e(c['case'])}</code>: {e(_case_message(c, again))}</li>"
                         for c in t["cases"] if not c["passed"])
         rows.append(f"<tr class=\"{'pass' if t['passed'] else 'fail'}\"><td>{e(t['grade_id'])}</td>"
                     f"<td>{t['points']:g} / {t['max_points']:g}</td>"
-                    f"<td>{'passed' if t['passed'] else '<ul>' + notes + '</ul>'}</td></tr>")
-    warning = "" if result.get("sandbox", {}).get("enabled", True) else f"<p class=\"warn\">{e(UNSANDBOXED)}</p>"
+                    f"<td>{e(Msg('passed')) if t['passed'] else '<ul>' + notes + '</ul>'}</td></tr>")
+    warning = "" if result.get("sandbox", {}).get("enabled", True) else f"<p class=\"warn\">{e(Msg(UNSANDBOXED))}</p>"
     status = "" if result["status"] == "ok" else \
-        f"<p><strong>Status: {e(result['status'])}</strong> — {e(result.get('message') or '')}</p>"
-    errors = "".join(f"<li>cell {c['cell']}: {e(c['error']['__error__'])}: {e(c['error']['message'][:300])}</li>"
-                     for c in result.get("cell_errors", []))
-    errors = f"<h2>Errors while running your notebook</h2><ul>{errors}</ul>" if errors else ""
+        f"<p><strong>{e(Msg('Status: {status}', status=result['status']))}</strong> — {e(result.get('message') or '')}</p>"
+    errors = "".join(f"<li>{e(Msg('cell {number}', number=c['cell']))}: {e(c['error']['__error__'])}: "
+                     f"{e(c['error']['message'][:300])}</li>" for c in result.get("cell_errors", []))
+    errors = f"<h2>{e(Msg('Errors while running your notebook'))}</h2><ul>{errors}</ul>" if errors else ""
     output = result.get("output") or ""
-    output = f"<h2>Your notebook's output (first part)</h2><pre>{e(output[:5000])}</pre>" if output.strip() else ""
+    heading = Msg("Your notebook's output (first part)")
+    output = f"<h2>{e(heading)}</h2><pre>{e(output[:5000])}</pre>" if output.strip() else ""
     return f"""{warning}{_points_html(result)}{status}
-<table><tr><th>Test</th><th>Points</th><th>Result</th></tr>{''.join(rows)}</table>
+<table><tr><th>{e(Msg('Test'))}</th><th>{e(Msg('Points'))}</th><th>{e(Msg('Result'))}</th></tr>{''.join(rows)}</table>
 {errors}{output}"""
 
 
 def _points_html(result: dict) -> str:
-    """Autograded points, hand-graded points and the late penalty, each on its own line."""
+    """Autograded points, hand-graded points and the late penalty, each on its own line. Templates
+    hold markup-free text; fields are escaped here (the <strong> around points is ours)."""
     e = html.escape
-    lines = [f"<li>Score: <strong>{result['score']:g} / {result['max_score']:g}</strong> in the "
-             f"autograded tests (graded {e(result['graded_at'])})</li>"]
+    strong = lambda text: f"<strong>{text}</strong>"  # noqa: E731
+    lines = [Msg("Score: {points} in the autograded tests (graded {time})",
+                 points=strong(f"{result['score']:g} / {result['max_score']:g}"), time=e(result["graded_at"]))]
     nb = result.get("nbgrader") or {}
     if nb.get("manual_max_score"):
         manual = nb.get("manual_score")
-        lines.append(f"<li>Hand-graded answers: " + (f"<strong>{manual:g} / {nb['manual_max_score']:g}</strong>"
-                     if manual is not None else f"not graded yet (out of {nb['manual_max_score']:g}; "
-                     "your instructor grades them by hand)") + "</li>")
+        lines.append(Msg("Hand-graded answers: {points}", points=strong(f"{manual:g} / {nb['manual_max_score']:g}"))
+                     if manual is not None else
+                     Msg("Hand-graded answers: not graded yet (out of {points}; your instructor grades them by hand)",
+                         points=f"{nb['manual_max_score']:g}"))
     if nb.get("seconds_late"):
-        lines.append(f"<li>Submitted {e(_duration(nb['seconds_late']))} after the deadline "
-                     f"({e(nb.get('duedate') or '')} UTC): late penalty "
-                     f"<strong>&minus;{nb.get('late_penalty') or 0:g}</strong></li>")
+        lines.append(Msg("Submitted {duration} after the deadline ({due} UTC): late penalty {penalty}",
+                         duration=e(_duration(nb["seconds_late"])), due=e(nb.get("duedate") or ""),
+                         penalty=strong(f"&minus;{nb.get('late_penalty') or 0:g}")))
     total = total_points(result)
-    lines.append(f"<li>Total: <strong>{total[0]:g} / {total[1]:g}</strong>"
-                 + (" so far" if nb.get("manual_max_score") and nb.get("manual_score") is None else "") + "</li>")
-    return f"<ul class=\"points\">{''.join(lines)}</ul>"
+    points = strong(f"{total[0]:g} / {total[1]:g}")
+    lines.append(Msg("Total: {points} so far", points=points)
+                 if nb.get("manual_max_score") and nb.get("manual_score") is None else Msg("Total: {points}", points=points))
+    return f"<ul class=\"points\">{''.join(f'<li>{line}</li>' for line in lines)}</ul>"
 
 
 def _duration(seconds: float) -> str:
@@ -171,9 +214,15 @@ def _duration(seconds: float) -> str:
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
-    parts = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in
-             ((days, "day"), (hours, "hour"), (minutes, "minute"), (secs, "second")) if n]
-    return ", ".join(parts[:2]) or "0 seconds"
+    units = {"day": (Msg("{n} day", n=days), Msg("{n} days", n=days)),
+             "hour": (Msg("{n} hour", n=hours), Msg("{n} hours", n=hours)),
+             "minute": (Msg("{n} minute", n=minutes), Msg("{n} minutes", n=minutes)),
+             "second": (Msg("{n} second", n=secs), Msg("{n} seconds", n=secs))}
+    parts = [units[unit][n != 1] for n, unit in ((days, "day"), (hours, "hour"), (minutes, "minute"), (secs, "second"))
+             if n]
+    if len(parts) >= 2:
+        return Msg("{larger}, {smaller}", larger=parts[0], smaller=parts[1])
+    return parts[0] if parts else Msg("{n} seconds", n=0)
 
 
 def total_points(result: dict) -> tuple[float, float]:
@@ -306,6 +355,11 @@ def autograded_notebook(sub_nb, assignment, result: dict):
 
     Nothing the submission stored is rendered in an instructor's browser: its outputs and attachments
     are dropped and raw HTML in its markdown is shown as text."""
+    with messages.using(feedback_language(result)):
+        return _autograded_notebook(sub_nb, assignment, result)
+
+
+def _autograded_notebook(sub_nb, assignment, result: dict):
     released = assignment.released
     tests = {t["grade_id"]: t for t in result["tests"]}
     by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in released.cells}
@@ -346,7 +400,7 @@ def _defuse(cell) -> None:
 
 def _verdict_cell(cell, test: dict):
     cell = copy.deepcopy(cell)
-    lines = [f"{c['case']}: {'passed' if c['passed'] else c['message'] or c['status']}" for c in test["cases"]]
+    lines = [f"{c['case']}: {Msg('passed') if c['passed'] else c['message'] or c['status']}" for c in test["cases"]]
     cell.outputs = [nbformat.v4.new_output("stream", name="stdout" if test["passed"] else "stderr",
                                            text="\n".join(lines) + "\n")]
     cell.execution_count = None
@@ -437,9 +491,10 @@ def give_to_course_owner(root: Path, paths) -> None:
         os.chown(gradebook_path(root), owner.st_uid, owner.st_gid, follow_symlinks=False)
 
 
-def refresh(out: Path, assignment) -> int:
+def refresh(out: Path, assignment, language: str | None = None) -> int:
     """After hand grading in formgrader (or a changed due date/extension): each student's results.json
-    and feedback.html take the gradebook's hand-graded points and late penalty. Returns how many."""
+    and feedback.html take the gradebook's hand-graded points and late penalty; the feedback is written
+    in `language` (default: its messages' own). Returns how many."""
     gradebook, n = Gradebook(assignment), 0
     try:
         for path in sorted((out / "students").glob("*/results.json")):
@@ -449,7 +504,8 @@ def refresh(out: Path, assignment) -> int:
             except Exception:  # noqa: BLE001 -- not in the gradebook (e.g. --no-gradebook): left as it is
                 continue
             _atomic_write(path, json.dumps(result, indent=1, default=float, ensure_ascii=True).encode())
-            _atomic_write(path.with_name("feedback.html"), feedback_html(result).encode())
+            _atomic_write(path.with_name("feedback.html"),
+                          feedback_html(result, language, assignment.source.parent).encode())
             n += 1
     finally:
         gradebook.close()

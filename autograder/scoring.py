@@ -18,6 +18,7 @@ import nbformat
 
 from autograder.case import Case
 from autograder.judges import hidden_case
+from autograder.messages import Msg, language
 from autograder.channel import clean_text, decode, is_error
 from autograder.course import Assignment, Draw
 from autograder.submissions import Submission, content_address
@@ -52,6 +53,7 @@ class Result:
     seconds_executing: float | None = None
     seconds_per_case: dict[str, float] = field(default_factory=dict)
     sandbox: dict = field(default_factory=dict)
+    language: str = "en"  # of the messages (autograder.messages); the feedback's labels follow it
 
     @classmethod
     def of(cls, sub: Submission, assignment: Assignment, seed: int) -> "Result":
@@ -65,18 +67,21 @@ class Result:
 
     def score_cells(self, assignment: Assignment, outcomes: dict[str, dict], status: str,
                     message: str | None) -> "Result":
-        """Points per test cell: all its cases passed, else 0 (nbgrader's rule). The only scoring rule."""
+        """Points per test cell: all its cases passed, else 0 (nbgrader's rule). The only scoring rule.
+        Messages become text in the language in use, each with its template and fields
+        (``message_data``) to be written again in another language."""
         self.tests, self.score = [], 0.0
         for cell in assignment.cells:
-            cases = [{"case": c, **outcomes.get(c, {"passed": False, "status": status,
-                                                     "message": message or "not run"})}
+            cases = [_as_text({"case": c, **outcomes.get(c, {"passed": False, "status": status,
+                                                              "message": message or Msg("not run")})})
                      for c in cell.case_ids]
             passed = all(c["passed"] for c in cases) and status not in STATUSES_WITHOUT_POINTS
             points = cell.points if passed else 0.0
             self.score += points
             self.tests.append({"grade_id": cell.grade_id, "points": points, "max_points": cell.points,
                                "passed": passed, "cases": cases})
-        self.status, self.message, self.max_score = status, message, assignment.max_score
+        self.status, self.message, self.max_score = status, None if message is None else str(message), assignment.max_score
+        self.language = language()
         self.graded_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         return self
 
@@ -85,6 +90,14 @@ class Result:
         if self.seconds_executing is None:
             del record["seconds_executing"]
         return record
+
+
+def _as_text(outcome: dict) -> dict:
+    message = outcome.get("message")
+    if isinstance(message, Msg):
+        outcome["message_data"] = message.as_data()
+        outcome["message"] = clean_text(message, 500)
+    return outcome
 
 
 # --------------------------------------------------------------------------- reading a submission
@@ -122,7 +135,7 @@ def parse(sub: Submission) -> nbformat.NotebookNode:
         nb = nbformat.reads(json.dumps(raw), as_version=4)
         nbformat.validate(nb)
     except Exception as exc:  # noqa: BLE001 -- any parse failure is the submission's problem
-        raise Rejected("invalid-notebook", f"not a valid Jupyter notebook ({type(exc).__name__})") from None
+        raise Rejected("invalid-notebook", Msg("not a valid Jupyter notebook ({error})", error=type(exc).__name__)) from None
     return nb
 
 
@@ -141,7 +154,8 @@ def runnable_cells(nb, assignment: Assignment) -> list[tuple[int, str]]:
     ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
     if set(ids) - {None} and not set(ids) & assignment.grade_ids:
         raise Rejected("wrong-assignment",
-                       f"this notebook's cells belong to another assignment, not {assignment.name!r}")
+                       Msg("this notebook's cells belong to another assignment, not {assignment}",
+                           assignment=repr(assignment.name)))
     last = max((i for i, gid in enumerate(ids) if gid in test_ids), default=len(ids))
     out = []
     for index, cell in enumerate(nb.cells[:last]):
@@ -159,14 +173,14 @@ def calls(assignment: Assignment, drawn: Draw) -> list[tuple[str, str, dict, flo
 
 
 # --------------------------------------------------------------------------- judging
-def judge(case: Case, inputs, outputs, expected) -> str | None:
+def judge(case: Case, inputs, outputs, expected) -> Msg | None:
     """The case's judge, in this trusted process; a judge tripping on odd data is a failure."""
     try:
         with hidden_case(not case.visible):
             return case.judge(inputs, outputs, expected)
     except Exception as exc:  # noqa: BLE001 -- malformed student output
-        return f"returned data of an unexpected form ({type(exc).__name__}" + \
-            (")" if not case.visible else f": {exc})")
+        return Msg("returned data of an unexpected form ({error})", error=type(exc).__name__) if not case.visible \
+            else Msg("returned data of an unexpected form ({error}: {message})", error=type(exc).__name__, message=exc)
 
 
 def credited(outcomes: dict[str, dict], cases: dict[str, Case]) -> dict[str, dict]:
@@ -176,24 +190,24 @@ def credited(outcomes: dict[str, dict], cases: dict[str, Case]) -> dict[str, dic
         missing = [r for r in cases[case_id].requires if not outcomes.get(r, {}).get("passed")]
         if outcome.get("passed") and missing:
             out[case_id] = {"passed": False, "status": "fail",
-                            "message": f"not credited: how a function behaves (arguments left unchanged, "
-                                       f"errors raised) counts only together with its correct values, "
-                                       f"and {', '.join(missing)} did not pass"}
+                            "message": Msg("not credited: how a function behaves (arguments left unchanged, "
+                                           "errors raised) counts only together with its correct values, "
+                                           "and {cases} did not pass", cases=", ".join(missing))}
     return out
 
 
 def _outcome(case: Case, inputs, output, expected) -> dict:
     if is_error(output) and memory_error(output) or isinstance(output, dict) and memory_error(output.get("error")):
-        return {"passed": False, "status": "memory", "message": "memory limit exceeded"}
+        return {"passed": False, "status": "memory", "message": Msg("memory limit exceeded")}
     if not case.visible:  # an exception's message is the student's text: it can carry hidden inputs
         output = _without_messages(output)
     if is_error(output):  # the driver itself failed (e.g. unsendable result)
-        text = f"{output['__error__']}: {output['message']}" if case.visible else \
-            "an exception while running the case (its type and message are not shown for a hidden case)"
+        text = Msg("{error}: {message}", error=output["__error__"], message=output["message"]) if case.visible else \
+            Msg("an exception while running the case (its type and message are not shown for a hidden case)")
         return {"passed": False, "status": "error", "message": text}
     verdict = judge(case, inputs, output, expected)
     return {"passed": verdict is None, "status": "pass" if verdict is None else "fail",
-            "message": None if verdict is None else clean_text(verdict, 500)}
+            "message": None if verdict is None else verdict if isinstance(verdict, Msg) else clean_text(verdict, 500)}
 
 
 HIDDEN_MESSAGE = "(its message is not shown for a hidden case)"
@@ -225,11 +239,11 @@ class _Invalid(Exception):
 def _decoded(raw, limits: Limits):
     """A reply's bytes as the channel decodes them, size-checked here whoever read them first."""
     if not isinstance(raw, bytes) or len(raw) > limits.max_message:
-        raise _Invalid("sent a reply the grader does not understand")
+        raise _Invalid(Msg("sent a reply the grader does not understand"))
     try:
         return decode(raw, limits.max_message)
     except ValueError as exc:
-        raise _Invalid(f"sent something that is not plain data ({exc})") from None
+        raise _Invalid(Msg("sent something that is not plain data ({error})", error=exc)) from None
 
 
 def _seconds(value) -> float:
@@ -238,7 +252,8 @@ def _seconds(value) -> float:
 
 # --------------------------------------------------------------------------- scoring
 def reject(sub: Submission, assignment: Assignment, drawn: Draw, exc: Rejected) -> Result:
-    return Result.of(sub, assignment, drawn.seed).score_cells(assignment, {}, exc.status, str(exc))
+    return Result.of(sub, assignment, drawn.seed).score_cells(assignment, {}, exc.status,
+                                                               exc.args[0] if isinstance(exc.args[0], Msg) else str(exc))
 
 
 def failed(sub: Submission, assignment: Assignment, drawn: Draw, status: str, message: str) -> Result:
@@ -269,8 +284,8 @@ def score(sub: Submission, assignment: Assignment, drawn: Draw, transcript: dict
         if kind in ("executed", "reply"):
             used += len(event[-1]) if isinstance(event[-1], bytes) else 0
             if used > limits.max_transcript:
-                event = ["stopped", "output-limit", f"sent more than {limits.max_transcript} bytes of "
-                                                    f"replies in all (the limit per submission)"]
+                event = ["stopped", "output-limit", Msg("sent more than {count} bytes of replies in all (the "
+                                                        "limit per submission)", count=limits.max_transcript)]
                 kind = "stopped"
         if kind == "executed":  # ["executed", seconds, info bytes]
             result.seconds_executing = _seconds(event[1])
@@ -278,7 +293,7 @@ def score(sub: Submission, assignment: Assignment, drawn: Draw, transcript: dict
                 info = _decoded(event[2], limits)
             except _Invalid as exc:
                 info = None
-                problem("invalid-reply", f"{exc} while executing the notebook")
+                problem("invalid-reply", Msg("{problem} while executing the notebook", problem=exc.args[0]))
             result.cell_errors = _cell_errors(info.get("cell_errors") if isinstance(info, dict) else None)
         elif kind == "reply" and pending:  # ["reply", case id, seconds, reply bytes]
             case_id = pending.pop(0)
@@ -287,19 +302,19 @@ def score(sub: Submission, assignment: Assignment, drawn: Draw, transcript: dict
             try:
                 reply = _decoded(event[3], limits)
                 if not isinstance(reply, dict) or "output" not in reply:
-                    raise _Invalid("sent a reply the grader does not understand")
+                    raise _Invalid(Msg("sent a reply the grader does not understand"))
             except _Invalid as exc:
-                text = f"{exc} while running {case_id}"
+                text = Msg("{problem} while running {case}", problem=exc.args[0], case=case_id)
                 outcomes[case_id] = {"passed": False, "status": "invalid-reply", "message": text}
                 problem("invalid-reply", text)
                 continue
             outcomes[case_id] = _outcome(case, drawn.inputs[case_id], reply["output"], drawn.expected[case_id])
             if outcomes[case_id]["status"] == "memory":
-                problem("memory", "memory limit exceeded")
+                problem("memory", Msg("memory limit exceeded"))
         elif kind == "error":  # ["error", executed, status, text]: a limit hit or the process died
             case_status, text = clean_text(event[2], 40), clean_text(event[3], 500)
             if not event[1]:
-                fail_rest(case_status, f"not run: {text}")  # the notebook itself never finished
+                fail_rest(case_status, Msg("not run: {why}", why=text))  # the notebook itself never finished
             elif pending:
                 outcomes[pending.pop(0)] = {"passed": False, "status": case_status, "message": text}
             problem(case_status, text)
@@ -307,16 +322,17 @@ def score(sub: Submission, assignment: Assignment, drawn: Draw, transcript: dict
             if status == "crashed" and message and not message.endswith(")"):
                 message = f"{message} ({clean_text(event[1], 200)})"
         elif kind == "stopped":  # ["stopped", status, text]: the transcript's budget is used up
-            case_status, text = clean_text(event[1], 40), clean_text(event[2], 500)
-            fail_rest(case_status, f"not run: {text}")
+            case_status = clean_text(event[1], 40)
+            text = event[2] if isinstance(event[2], Msg) else clean_text(event[2], 500)
+            fail_rest(case_status, Msg("not run: {why}", why=text))
             problem(case_status, text)
             break
         elif kind == "timeout":
-            fail_rest("timeout", "not run: the submission's time limit was used up")
-            problem("timeout", "time limit exceeded")
+            fail_rest("timeout", Msg("not run: the submission's time limit was used up"))
+            problem("timeout", Msg("time limit exceeded"))
     if pending:  # a transcript that stops early: never credit what did not run
-        fail_rest("grader-error", "not run: the grading engine returned no reply for it")
-        problem("grader-error", "the grading engine's transcript ended early")
+        fail_rest("grader-error", Msg("not run: the grading engine returned no reply for it"))
+        problem("grader-error", Msg("the grading engine's transcript ended early"))
     output = transcript.get("output", b"")
     result.output = clean_text(output[:Run.OUTPUT_KEPT].decode("utf-8", "replace")
                                if isinstance(output, bytes) else "", Run.OUTPUT_KEPT)

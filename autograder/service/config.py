@@ -7,6 +7,7 @@ workers = 2                           # attempts graded at once
 timeout_seconds = 60                  # per attempt, everything included (the grader's limit is 300)
 redraw_seconds = 10                   # hidden inputs drawn afresh at least this often (0: per attempt)
 instructors = ["prof_li"]             # Hub users who see the instructor page (roster tokens carry a role)
+language = "zh_CN"                    # the feedback's language (default: the course's nbgrader_config.py, else en)
 
 [assignments.optimizers]
 attempts_total = 20                   # per student; absent: no limit
@@ -27,6 +28,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autograder import messages
 from autograder.course import Course, UnknownAssignment
 from autograder.service.store import Refusal
 
@@ -86,6 +88,7 @@ class Config:
     redraw: float = 10.0
     instructors: set[str] = field(default_factory=set)
     policies: dict[str, Policy] = field(default_factory=dict)
+    language: str = messages.DEFAULT  # the feedback's (autograder.messages)
 
     def policy(self, assignment: str) -> Policy:
         if assignment not in self.policies:
@@ -108,7 +111,9 @@ def nbgrader_due(root: Path, assignment: str) -> dt.datetime | None:
     return due.replace(tzinfo=dt.timezone.utc) if due else None
 
 
-def load(root: Path | str, db: str | None = None, state: Path | str | None = None) -> Config:
+def load(root: Path | str, db: str | None = None, state: Path | str | None = None,
+         language: str | None = None) -> Config:
+    """service.toml of the course at `root`; `db` and `language` (``serve --db``, ``--language``) win."""
     root = Path(root).resolve()
     state = Path(state).resolve() if state else root / "service"
     state.mkdir(parents=True, exist_ok=True)
@@ -126,6 +131,12 @@ def load(root: Path | str, db: str | None = None, state: Path | str | None = Non
                     workers=int(svc.get("workers", 2)), timeout=float(svc.get("timeout_seconds", 60)),
                     redraw=float(svc.get("redraw_seconds", 10)),
                     instructors=set(svc.get("instructors", [])))
+    try:
+        config.language = messages.course_language(root, language, svc.get("language"))
+    except messages.UnknownLanguage as exc:
+        where = "--language" if language is not None else f"{path}: [service] language" \
+            if svc.get("language") is not None else ""
+        raise ConfigError(f"{where}: {exc}" if where else str(exc)) from None
     course = Course(root)
     for name, p in raw.get("assignments", {}).items():
         where = f"{path}: [assignments.{name}]"

@@ -104,7 +104,8 @@ class Runner(threading.Thread):
                 self.graders[name] = Grader(
                     self.course.assignment(name), log_dir=self.config.state / "logs" / name,
                     engine=self.engine, workers=self.config.workers,
-                    limits=Limits(timeout=self.config.timeout), draw_every=self.config.redraw)
+                    limits=Limits(timeout=self.config.timeout), draw_every=self.config.redraw,
+                    language=self.config.language)
             return self.graders[name]
 
     def _keep_books(self) -> None:
