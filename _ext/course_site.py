@@ -30,6 +30,7 @@ from pybtex.plugin import register_plugin
 from pybtex.richtext import Text
 from pybtex.style.formatting.unsrt import Style as UnsrtStyle
 from pybtex.style.labels import BaseLabelStyle
+from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
 from sphinx.transforms import SphinxTransform
@@ -392,6 +393,21 @@ def add_language_switch(app: Sphinx, pagename, templatename, context, doctree):
             "tooltip": tooltip, "icon": "fas fa-language", "label": "language-switch"})
 
 
+def drop_lost_citation_refs(app: Sphinx, doctree) -> None:
+    """sphinxcontrib-bibtex notes each {cite} when its role runs. A translated paragraph runs its
+    roles again in a document of its own and replaces the original, so the reference list would
+    count each citation two or three times. Note this page's citations again from the page as read."""
+    from sphinxcontrib.bibtex.citation_target import parse_citation_targets
+    from sphinxcontrib.bibtex.roles import CitationRef
+    domain = app.env.get_domain("cite")
+    docname = app.env.docname
+    domain.data["citation_refs"] = [ref for ref in domain.citation_refs if ref.docname != docname] + [
+        CitationRef(citation_ref_id=node["ids"][0], docname=docname, line=node.line or 0,
+                    targets=list(parse_citation_targets(node["reftarget"])))
+        for node in doctree.findall(addnodes.pending_xref)
+        if node.get("refdomain") == "cite" and node.get("ids")]
+
+
 class MathIsNotProse(SphinxTransform):
     """Display equations are the same in every language: keep them out of the translation catalogs
     (Sphinx would offer each one as a message to translate) and out of the Chinese edition's lookup."""
@@ -477,6 +493,7 @@ def setup(app: Sphinx):
     app.connect("html-page-context", add_launch_links, priority=502)
     app.connect("html-page-context", add_language_switch, priority=503)
     app.connect("doctree-resolved", drop_label_prefixes)
+    app.connect("doctree-read", drop_lost_citation_refs)
     # After the themes' own build-finished work (pydata-sphinx-theme rewrites pygments.css).
     app.connect("build-finished", finish_site, priority=900)
     # env_version is a hash of this extension's files, so that changing any of them makes Sphinx

@@ -14,12 +14,12 @@ from typing import Callable
 import numpy as np
 
 from autograder.channel import is_error
-from autograder.messages import Msg
+from autograder.messages import HIDDEN, Msg
 
 # While a hidden case is judged, messages name what is wrong but echo no value: neither the hidden
 # inputs or expected outputs, nor anything the submission chose to return (which it can make of
 # what it was given: a shape, keys, a repr, an error between its output and the expected one).
-_HIDDEN: ContextVar[bool] = ContextVar("judging_a_hidden_case", default=False)
+_HIDDEN = HIDDEN        # one flag: messages.Msg drops every field it does not know to be safe
 
 
 @contextmanager
@@ -37,6 +37,12 @@ def _say(shown: Msg, hidden: Msg) -> Msg:
     the hidden one's fields hold nothing a hidden case gave or the submission returned."""
     return hidden if _HIDDEN.get() else shown
 
+def _at(key, why: Msg) -> Msg:
+    """Where in a nested result `why` happened; for a hidden case only `why` (the position of the
+    first wrong item is the submission's choice)."""
+    return why if _HIDDEN.get() else Msg("[{key}]: {why}", key=key, why=why)
+
+
 def _arrays_close(out, exp, rtol, atol) -> tuple[bool, str]:
     """Recursive comparison: same structure, same shapes, values within atol + rtol*|expected|."""
     if isinstance(exp, dict):
@@ -48,7 +54,7 @@ def _arrays_close(out, exp, rtol, atol) -> tuple[bool, str]:
         for k in exp:
             ok, why = _arrays_close(out[k], exp[k], rtol, atol)
             if not ok:
-                return False, Msg("[{key}]: {why}", key=repr(k), why=why)
+                return False, _at(repr(k), why)
         return True, ""
     if isinstance(exp, (list, tuple)):
         if not isinstance(out, (list, tuple)):
@@ -59,7 +65,7 @@ def _arrays_close(out, exp, rtol, atol) -> tuple[bool, str]:
         for i, (o, e) in enumerate(zip(out, exp)):
             ok, why = _arrays_close(o, e, rtol, atol)
             if not ok:
-                return False, Msg("[{key}]: {why}", key=i, why=why)
+                return False, _at(i, why)
         return True, ""
     if exp is None or isinstance(exp, str):
         same = out is None if exp is None else (isinstance(out, str) and out == exp)
@@ -275,7 +281,7 @@ def _forward(model: str, result, X):
         return X @ W + b
     h = X.astype(np.float64)
     if not isinstance(result, list) or len(result) > MAX_LAYERS:
-        raise ValueError(Msg("expected a list of at most {count} layers", count=MAX_LAYERS))
+        raise ValueError(Msg("expected a list of at most {limit} layers", limit=MAX_LAYERS))
     for lay in result:
         kind = lay.get("kind") if isinstance(lay, dict) else None
         if kind == "Linear":

@@ -102,11 +102,17 @@ def read_catalog(path: Path | str) -> dict[str, str]:
         cached = _LOADED.get(str(path))
         if cached and cached[0] == stamp:
             return cached[1]
-        from babel.messages.pofile import read_po
-        with open(path, "rb") as fh:
-            catalog = read_po(fh)
-        table = {m.id: m.string for m in catalog
-                 if m.id and isinstance(m.id, str) and isinstance(m.string, str) and m.string and not m.fuzzy}
+        try:
+            from babel.messages.pofile import read_po
+            with open(path, "rb") as fh:
+                catalog = read_po(fh)
+            table = {m.id: m.string for m in catalog
+                     if m.id and isinstance(m.id, str) and isinstance(m.string, str) and m.string and not m.fuzzy}
+        except Exception as exc:  # a broken catalog costs its translations, never a grade
+            import warnings
+            warnings.warn(f"{path}: cannot read this catalog ({type(exc).__name__}: {exc}); "
+                          "its messages are shown in English", stacklevel=2)
+            table = {}
         _LOADED[str(path)] = (stamp, table)
         return table
 
@@ -158,8 +164,18 @@ def _render(template: str, fields: dict) -> str:
         return text
     try:
         return text.format_map(fields)
-    except (KeyError, IndexError, ValueError, AttributeError):  # a translation with other fields
+    except Exception:  # a translation with other fields, or one format cannot read: the English
         return template.format_map(fields)
+
+
+# While a hidden case is judged (judges.hidden_case sets this), a message may carry only fields whose
+# values the instructor fixed: tolerances, a mistake's sentence, the exception a call must raise, the
+# required accuracy and the accuracy on the (public) test data. Any other field could echo a hidden
+# input, a hidden expected value or something the submission returned (a channel out of the
+# sandbox), so a message with one is replaced by HIDDEN_GENERIC. Nested messages obey the same rule.
+HIDDEN: ContextVar[bool] = ContextVar("judging_a_hidden_case", default=False)
+HIDDEN_SAFE_FIELDS = frozenset({"rtol", "atol", "mistake", "exception", "accuracy", "threshold", "limit"})
+HIDDEN_GENERIC = "returned a wrong result (the details are not shown for a hidden case)"
 
 
 class Msg(str):
@@ -169,6 +185,9 @@ class Msg(str):
 
     def __new__(cls, template: str, **fields):
         fields = {k: v if isinstance(v, Msg) else str(v) for k, v in fields.items()}
+        if HIDDEN.get() and any(not isinstance(v, Msg) and k not in HIDDEN_SAFE_FIELDS
+                                for k, v in fields.items()):
+            return Msg(HIDDEN_GENERIC)
         self = super().__new__(cls, _render(template, fields))
         self.template, self.fields = template, fields
         return self

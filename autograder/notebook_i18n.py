@@ -21,6 +21,7 @@ standard library; babel and nbformat are imported when a catalog is read or a fi
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import sys
@@ -162,19 +163,22 @@ def translate_file(notebook: Path | str, language: str = DEFAULT_LANGUAGE, out: 
     catalog = load_catalog(assignment, language, root)
     translated = translate(nbformat.read(notebook, as_version=nbformat.NO_CONVERT), catalog, assignment)
     target = Path(out) if out else notebook
+    text = nbformat.writes(translated)                   # as nbformat.write ends a file
+    _replace(target, (text if text.endswith("\n") else text + "\n").encode("utf-8"))
+    return target
+
+
+def _replace(target: Path, data: bytes) -> None:
+    """Write `data` to `target` at once (a temporary file renamed over it), keeping its mode."""
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            nbformat.write(translated, handle)
-        if target.exists():
-            os.chmod(tmp, target.stat().st_mode & 0o7777)
-        else:
-            os.chmod(tmp, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return target
 
 
 def _umask() -> int:
@@ -224,16 +228,10 @@ def update_catalog(assignment: str, language: str = DEFAULT_LANGUAGE, root: Path
     catalog.language_team = f"{language} <course staff>"
     catalog.last_translator = "course staff"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write_po(handle, catalog, width=100, omit_header=False, sort_output=False,
-                     ignore_obsolete=True, include_previous=False)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    write_po(buffer, catalog, width=100, omit_header=False, sort_output=False,
+             ignore_obsolete=True, include_previous=False)
+    _replace(path, buffer.getvalue())
     return path
 
 

@@ -11,6 +11,8 @@ import shutil
 import string
 import sys
 import unicodedata
+
+import numpy as np
 from pathlib import Path
 
 import pytest
@@ -283,3 +285,57 @@ def test_the_service_reads_the_language_the_same_way(course, tmp_path):
     (course / "nbgrader_config.py").unlink()
     (course / "service.toml").unlink()
     assert service_config.load(course, state=tmp_path / "s").language == "en"  # the default
+
+
+# --------------------------------------------------------------------------- attacks that broke it
+@pytest.mark.parametrize("language", ["en", "zh_CN"])
+def test_a_hidden_case_echoes_no_field_the_submission_or_the_case_chose(language):
+    """Attack: a function returned the error marker {"__error__": <80 chars of its hidden inputs>}
+    as a value, and "got an error {error}" echoed them; other messages echoed a hidden length, a
+    hidden flag or the index of the first wrong item. Under hidden_case every field that is not an
+    instructor's constant turns the message into the generic one, in every language."""
+    from autograder.judges import Close, hidden_case
+    secret = "max_norm=0.6981 shapes=[(4, 3)] SECRET"
+    exp = {"result": [np.ones(3), np.ones(2)], "error": None}
+    attacks = [{"__error__": secret, "message": ""},                          # the marker as a value
+               [np.ones(3), {"__error__": secret, "message": ""}],             # ... nested
+               [np.ones(3)],                                                   # a length: hidden
+               [np.ones(3), np.ones(2) * 7]]                                   # index of the wrong item
+    judge = Close(rtol=1e-6, atol=1e-9)
+    with messages.using(language):
+        for result in attacks:
+            with hidden_case():
+                said = judge({}, {"result": result, "error": None}, exp)
+            shown = judge({}, {"result": result, "error": None}, exp)
+            assert said and shown, result                       # wrong either way
+            assert secret not in said and secret not in json.dumps(said.as_data())
+            assert "[1]" not in said and "2" not in said.replace("1e-06", "").replace("1e-09", ""), said
+    with messages.using("en"), hidden_case():                   # and the same rule, made directly
+        assert messages.Msg("expected {count} items", count=3) == messages.HIDDEN_GENERIC
+        assert messages.Msg("tolerance rtol={rtol}", rtol="1e-06") == "tolerance rtol=1e-06"
+
+
+def test_a_broken_catalog_costs_its_translations_not_a_grade(tmp_path):
+    """Attack: a catalog babel cannot read (charset=CHARSET, as a fresh .pot has it; not UTF-8; a
+    folder) made every message raise, and every student got a grader error. It is read as empty,
+    with a warning, and its messages are shown in English; a translation that format cannot read
+    falls back to English too."""
+    folder = tmp_path / "assignment"
+    po = messages.assignment_catalog(folder, "zh_CN")
+    po.parent.mkdir(parents=True)
+    for broken in (b'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=CHARSET\\n"\n\n'
+                   b'msgid "off by one"\nmsgstr "x"\n', b"\xff\xfe\x00garbage", None):
+        if po.is_dir():
+            po.rmdir()
+        if broken is None:
+            po.unlink(missing_ok=True)
+            po.mkdir()
+        else:
+            po.write_bytes(broken)
+        with messages.using("zh_CN", folder), pytest.warns(UserWarning, match="cannot read this catalog"):
+            assert messages.Msg("Likely mistake: {mistake}", mistake=messages.Msg("off by one")) \
+                == "可能的错误：off by one"
+    po.rmdir()
+    po.write_text('msgid "expected {count} items"\nmsgstr "应有 {count[x]} 项"\n', encoding="utf-8")
+    with messages.using("zh_CN", folder):                      # format raises TypeError on this one
+        assert messages.Msg("expected {count} items", count="3") == "expected 3 items"
