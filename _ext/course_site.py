@@ -363,8 +363,10 @@ register_plugin("pybtex.style.formatting", "course_author_year", AuthorYearStyle
 # ---------------------------------------------------------------------------- page fixes
 def theme_defaults(app: Sphinx, config) -> None:
     # pydata-sphinx-theme logs a console error on a first visit when no colour mode is set.
-    config.html_context.setdefault("default_mode", "auto")
-    config.html_static_path.append(str(STATIC))
+    # New objects, not changes to the defaults: a second build in the same process (scripts/book.py
+    # builds both editions in one) must see the same configuration as a first one.
+    config.html_context = {"default_mode": "auto", **config.html_context}
+    config.html_static_path = [*config.html_static_path, str(STATIC)]
 
 
 # ---------------------------------------------------------------------------- editions

@@ -145,16 +145,21 @@ def main(argv: list[str]) -> int:
             print(f"{where}: {msgid[:100]}")
         print(f"{len(missing)} untranslated message(s)")
         return 1 if missing else 0
-    langs = ["en", "zh"] if what == "all" else [what]
-    for lang in langs:
-        start = time.perf_counter()
-        status = build(lang)
-        print(f"[{lang}] built in {time.perf_counter() - start:.1f} s" if status == 0
-              else f"[{lang}] build failed (exit {status})")
-        if status:
-            return status
-    print("\nThe site is in _build/html (English) and _build/html/zh (中文).")
-    return 0
+    if what == "all":
+        # Each edition in a process of its own: Jupyter Book keeps one copy of its default
+        # configuration per process, and the themes add to its lists, so a second build in the
+        # same process would see another configuration (and rewrite every page of the next one).
+        for lang in ("en", "zh"):
+            status = subprocess.call([sys.executable, __file__, lang])
+            if status:
+                return status
+        print("\nThe site is in _build/html (English) and _build/html/zh (中文).")
+        return 0
+    start = time.perf_counter()
+    status = build(what)
+    print(f"[{what}] built in {time.perf_counter() - start:.1f} s" if status == 0
+          else f"[{what}] build failed (exit {status})", flush=True)
+    return status
 
 
 if __name__ == "__main__":
