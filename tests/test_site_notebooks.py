@@ -230,9 +230,16 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_downloaded_notebook_in_jupyterlab(built_book, browser, screenshot_dir, tmp_path):
-    """A downloaded chapter opened in JupyterLab (headless, loopback only): its Markdown renders
-    with typeset math, links and no MyST syntax; a screenshot goes to _build/screenshots/."""
+# What each edition's momentum notebook shows: a heading, the exercises' heading, a solution's summary.
+EDITION_TEXT = {"en": ("form", "Exercises", "Solution to Exercise", "Momentum"),
+                "zh": ("形式", "练习", "解答", "动量")}
+
+
+@pytest.mark.parametrize("edition", ["en", "zh"])
+def test_downloaded_notebook_in_jupyterlab(built_book, browser, screenshot_dir, tmp_path, edition):
+    """A downloaded chapter opened in JupyterLab (headless, loopback only), from each edition: its
+    Markdown renders with typeset math, links and no MyST syntax (the Chinese one in Chinese);
+    screenshots go to _build/screenshots/."""
     import os
     import secrets
     import socket
@@ -242,7 +249,10 @@ def test_downloaded_notebook_in_jupyterlab(built_book, browser, screenshot_dir, 
     from selenium.webdriver.support.ui import WebDriverWait
 
     page = "book/momentum"
-    shutil.copy(built_book / "_sources" / f"{page}.ipynb", tmp_path / "momentum.ipynb")
+    heading_text, exercises_text, solution_text, title = EDITION_TEXT[edition]
+    site = built_book if edition == "en" else built_book / edition
+    shutil.copy(site / "_sources" / f"{page}.ipynb", tmp_path / "momentum.ipynb")
+    shot = "" if edition == "en" else f"-{edition}"
     token, port = secrets.token_hex(16), _free_port()
     settings = tmp_path / ".lab-settings"          # no news pop-up over the screenshot
     (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
@@ -273,7 +283,7 @@ def test_downloaded_notebook_in_jupyterlab(built_book, browser, screenshot_dir, 
             lambda d: len(d.find_elements(By.CSS_SELECTOR, rendered)) > 3
             and d.find_elements(By.CSS_SELECTOR, f"{rendered} mjx-container"))
         browser.find_element(By.CSS_SELECTOR, "li[data-id='filebrowser']").click()   # hide it
-        heading = browser.find_element(By.XPATH, "//h2[contains(., 'form')]")  # "The lecture's form"
+        heading = browser.find_element(By.XPATH, f"//h2[contains(., '{heading_text}')]")  # "The lecture's form"
         browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", heading)
         WebDriverWait(browser, 60).until(lambda d: d.execute_script(
             "const h = arguments[0].closest('.jp-Cell');"
@@ -283,21 +293,23 @@ def test_downloaded_notebook_in_jupyterlab(built_book, browser, screenshot_dir, 
         text = "\n".join(c.text for c in cells)
         assert not re.search(r"\{(term|cite|eq|ref|glue:text|math)\}|\(ch-[\w-]+\)=", text), text[:500]
         assert browser.find_elements(By.CSS_SELECTOR, f"{rendered} a[href*='glossary.html#term-']")
-        browser.save_screenshot(str(screenshot_dir / "jupyterlab-momentum.png"))
+        if edition == "zh":
+            assert re.search(r"[\u4e00-\u9fff]", text) and "The lecture" not in text
+        browser.save_screenshot(str(screenshot_dir / f"jupyterlab-momentum{shot}.png"))
 
         # Exercises: a block quote, and the solution a <details> that opens on a click.
-        exercises = browser.find_element(By.XPATH, "//h2[starts-with(., 'Exercises')]")
+        exercises = browser.find_element(By.XPATH, f"//h2[starts-with(., '{exercises_text}')]")
         browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", exercises)
         WebDriverWait(browser, 30).until(lambda d: d.find_elements(
             By.CSS_SELECTOR, f"{rendered} details summary"))
         summary = browser.find_element(By.CSS_SELECTOR, f"{rendered} details summary")
-        assert summary.text.startswith("Solution to Exercise")
+        assert summary.text.startswith(solution_text)
         assert browser.find_elements(By.CSS_SELECTOR, f"{rendered} blockquote")
         summary.click()
         WebDriverWait(browser, 10).until(lambda d: d.execute_script(
             "return document.querySelector(arguments[0]).open", f"{rendered} details"))
         time.sleep(1)
-        browser.save_screenshot(str(screenshot_dir / "jupyterlab-momentum-exercises.png"))
+        browser.save_screenshot(str(screenshot_dir / f"jupyterlab-momentum-exercises{shot}.png"))
 
         # Notebook 7, from the same server, renders the same Markdown.
         browser.get(f"http://127.0.0.1:{port}/notebooks/momentum.ipynb?token={token}")
@@ -305,8 +317,8 @@ def test_downloaded_notebook_in_jupyterlab(built_book, browser, screenshot_dir, 
             lambda d: len(d.find_elements(By.CSS_SELECTOR, rendered)) > 3
             and d.find_elements(By.CSS_SELECTOR, f"{rendered} mjx-container"))
         text = "\n".join(c.text for c in browser.find_elements(By.CSS_SELECTOR, rendered))
-        assert "Momentum" in text and not re.search(r"\{(term|cite|eq|ref|glue:text)\}", text)
-        browser.save_screenshot(str(screenshot_dir / "notebook7-momentum.png"))
+        assert title in text and not re.search(r"\{(term|cite|eq|ref|glue:text)\}", text)
+        browser.save_screenshot(str(screenshot_dir / f"notebook7-momentum{shot}.png"))
     finally:
         lab.terminate()
         lab.wait(timeout=30)
