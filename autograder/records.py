@@ -108,8 +108,10 @@ def keep_submitted(out: Path, sub: Submission) -> None:
         _atomic_write(folder / f"attempt-{n}-{student_id(Path(name).stem)}.ipynb", data)
 
 
-FEEDBACK_CSS = """body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em} td,th{padding:.3em .6em;
-border-bottom:1px solid #ddd;vertical-align:top} tr.pass td:first-child{color:#176}
+FEEDBACK_CSS = """body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}
+table{border-collapse:collapse;width:100%} td,th{padding:.3em .6em;border-bottom:1px solid #ddd;
+vertical-align:top;overflow-wrap:anywhere} td:nth-child(2),th:nth-child(2){white-space:nowrap}
+td ul{margin:0;padding-left:1.2em} tr.pass td:first-child{color:#176}
 tr.fail td:first-child{color:#a22} .warn{background:#fee;padding:.5em} pre{background:#f6f6f6;
 padding:.5em;white-space:pre-wrap}"""
 

@@ -339,3 +339,34 @@ def test_a_broken_catalog_costs_its_translations_not_a_grade(tmp_path):
     po.write_text('msgid "expected {count} items"\nmsgstr "应有 {count[x]} 项"\n', encoding="utf-8")
     with messages.using("zh_CN", folder):                      # format raises TypeError on this one
         assert messages.Msg("expected {count} items", count="3") == "expected 3 items"
+
+
+@root_only
+@pytest.mark.parametrize("language", ["en", "zh_CN"])
+def test_feedback_reads_on_a_phone_and_a_desktop(browser, screenshot_dir, tmp_path, language):
+    """The unsolved optimizers notebook graded: its feedback page (every test failing, long case
+    names and messages) in Chromium at 390 and 1280 px: no sideways scrolling, the points never
+    broken over lines; the Chinese one in Chinese. Screenshots: _build/screenshots/feedback-*.png."""
+    out = tmp_path / "out"
+    assert main(["grade", "optimizers", str(ROOT / "assignments" / "optimizers" / "optimizers.ipynb"),
+                 "--out", str(out), "--root", str(ROOT), "--language", language, "--no-gradebook"]) == 0
+    page = out / "students" / "optimizers" / "feedback.html"
+    for width in (390, 1280):
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 1000})
+        try:
+            browser.get(page.as_uri())
+            state = browser.execute_script("""
+                const points = [...document.querySelectorAll('td:nth-child(2)')];
+                const lines = (td) => { const r = document.createRange(); r.selectNodeContents(td);
+                  return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size; };
+                return {scroll: document.documentElement.scrollWidth,
+                        width: document.documentElement.clientWidth,       // the layout viewport
+                        wrapped: points.filter(td => lines(td) > 1).length,
+                        rows: points.length, text: document.body.innerText.slice(0, 400)};""")
+            browser.save_screenshot(str(screenshot_dir / f"feedback-{language}-{width}.png"))
+        finally:
+            browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        assert state["scroll"] <= state["width"], state
+        assert state["rows"] >= 10 and state["wrapped"] == 0, state
+        assert ("总分" in state["text"]) == (language == "zh_CN"), state["text"]
