@@ -328,8 +328,10 @@ class Accuracy:
             return Msg("the model's outputs on the test data are not finite")
         accuracy = float((logits.argmax(axis=1) == np.asarray(y)).mean())
         if accuracy < self.threshold:
-            return Msg("test accuracy {accuracy} is below the required {threshold}", accuracy=f"{accuracy:.3f}",
-                       threshold=f"{self.threshold:.2f}")
+            # the accuracy is the returned model's to choose: for a hidden case, only that it fell short
+            return _say(Msg("test accuracy {accuracy} is below the required {threshold}", accuracy=f"{accuracy:.3f}",
+                            threshold=f"{self.threshold:.2f}"),
+                        Msg("test accuracy is below the required {threshold}", threshold=f"{self.threshold:.2f}"))
         return None
 
     def as_data(self, inputs) -> dict:

@@ -23,6 +23,7 @@ The language (one rule for every entry point, :func:`course_language`): ``--lang
 from __future__ import annotations
 
 import ast
+import io
 import string
 import threading
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ DEFAULT = "en"
 DOMAIN = "autograder"
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 CONFIG_SECTION = "Autograder"  # c.Autograder.language in nbgrader_config.py (no nbgrader class has this name)
+MAX_CATALOG_BYTES = 4 * 1024 * 1024  # a catalog larger than this (or not a regular file) is not read
 MAX_FIELD = 500  # characters a field keeps in as_data (they may hold a visible case's returned values)
 
 
@@ -95,17 +97,21 @@ def read_catalog(path: Path | str) -> dict[str, str]:
     """msgid -> msgstr of a .po file: translated entries only (fuzzy ones are not); {} if absent."""
     path = Path(path)
     try:
-        stamp = path.stat().st_mtime_ns
+        info = path.stat()
     except OSError:
         return {}
+    stamp = (info.st_mtime_ns, info.st_size)
     with _LOAD_LOCK:
         cached = _LOADED.get(str(path))
         if cached and cached[0] == stamp:
             return cached[1]
         try:
+            import stat as stat_
+            if not stat_.S_ISREG(info.st_mode) or info.st_size > MAX_CATALOG_BYTES:
+                raise ValueError(f"not a regular file of at most {MAX_CATALOG_BYTES} bytes")
             from babel.messages.pofile import read_po
             with open(path, "rb") as fh:
-                catalog = read_po(fh)
+                catalog = read_po(io.BytesIO(fh.read(MAX_CATALOG_BYTES + 1)))
             table = {m.id: m.string for m in catalog
                      if m.id and isinstance(m.id, str) and isinstance(m.string, str) and m.string and not m.fuzzy}
         except Exception as exc:  # a broken catalog costs its translations, never a grade
@@ -158,23 +164,39 @@ def fields_of(template: str) -> set[str]:
         return {"<malformed>"}
 
 
+def plain_fields(text: str) -> list[str] | None:
+    """The fields of a template in order when each is a plain name ("{count}": no attribute, index,
+    conversion or format spec); None otherwise."""
+    try:
+        parts = [(name, conv, spec) for _, name, spec, conv in string.Formatter().parse(text) if name is not None]
+    except ValueError:
+        return None
+    if any(not name.isidentifier() or conv or spec for name, conv, spec in parts):
+        return None
+    return sorted(name for name, _, _ in parts)
+
+
 def _render(template: str, fields: dict) -> str:
     text = translate(template)
     if not fields:  # a plain sentence (e.g. a mistake): never formatted, so braces in it are text
         return text
+    # A translation fills exactly the template's plain fields, or the English is shown: a translation
+    # cannot reach a field's attributes ("{x.__class__}") or pad it to any size ("{x:>1000000000}").
+    if text is not template and plain_fields(text) != plain_fields(template):
+        text = template
     try:
         return text.format_map(fields)
-    except Exception:  # a translation with other fields, or one format cannot read: the English
-        return template.format_map(fields)
+    except Exception:  # noqa: BLE001 -- the English template itself is the last resort
+        return template
 
 
 # While a hidden case is judged (judges.hidden_case sets this), a message may carry only fields whose
 # values the instructor fixed: tolerances, a mistake's sentence, the exception a call must raise, the
-# required accuracy and the accuracy on the (public) test data. Any other field could echo a hidden
+# required accuracy (never the accuracy reached: the returned model chooses it). Any other field could echo a hidden
 # input, a hidden expected value or something the submission returned (a channel out of the
 # sandbox), so a message with one is replaced by HIDDEN_GENERIC. Nested messages obey the same rule.
 HIDDEN: ContextVar[bool] = ContextVar("judging_a_hidden_case", default=False)
-HIDDEN_SAFE_FIELDS = frozenset({"rtol", "atol", "mistake", "exception", "accuracy", "threshold", "limit"})
+HIDDEN_SAFE_FIELDS = frozenset({"rtol", "atol", "mistake", "exception", "threshold", "limit"})
 HIDDEN_GENERIC = "returned a wrong result (the details are not shown for a hidden case)"
 
 

@@ -175,12 +175,12 @@ def calls(assignment: Assignment, drawn: Draw) -> list[tuple[str, str, dict, flo
 # --------------------------------------------------------------------------- judging
 def judge(case: Case, inputs, outputs, expected) -> Msg | None:
     """The case's judge, in this trusted process; a judge tripping on odd data is a failure."""
-    try:
-        with hidden_case(not case.visible):
+    with hidden_case(not case.visible):       # the error path's message obeys the hidden rule too
+        try:
             return case.judge(inputs, outputs, expected)
-    except Exception as exc:  # noqa: BLE001 -- malformed student output
-        return Msg("returned data of an unexpected form ({error})", error=type(exc).__name__) if not case.visible \
-            else Msg("returned data of an unexpected form ({error}: {message})", error=type(exc).__name__, message=exc)
+        except Exception as exc:  # noqa: BLE001 -- malformed student output
+            return Msg("returned data of an unexpected form ({error}: {message})", error=type(exc).__name__,
+                       message=exc)
 
 
 def credited(outcomes: dict[str, dict], cases: dict[str, Case]) -> dict[str, dict]:

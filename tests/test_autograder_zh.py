@@ -370,3 +370,52 @@ def test_feedback_reads_on_a_phone_and_a_desktop(browser, screenshot_dir, tmp_pa
         assert state["scroll"] <= state["width"], state
         assert state["rows"] >= 10 and state["wrapped"] == 0, state
         assert ("总分" in state["text"]) == (language == "zh_CN"), state["text"]
+
+
+def test_hidden_rule_covers_the_accuracy_and_a_judge_that_trips():
+    """Attack, round 2: a returned model chose its accuracy on the public digits to encode a hidden
+    seed (about 9 bits a run), and a judge tripping on odd data named the exception it raised,
+    outside the hidden context. Neither is shown for a hidden case now; both still are for a visible one."""
+    from autograder.case import Case
+    from autograder.judges import Accuracy, hidden_case
+    from autograder.scoring import judge
+    X, y = np.eye(4), np.array([0, 1, 2, 3])
+    weak = {"result": [np.zeros((4, 4)), np.array([5.0, 0, 0, 0])], "error": None}   # always class 0: 0.25
+    accuracy = Accuracy(threshold=0.9, model="linear", test_data=lambda inp: (X, y))
+    with hidden_case():
+        assert accuracy({}, weak, None) == "test accuracy is below the required 0.90"
+    assert accuracy({}, weak, None) == "test accuracy 0.250 is below the required 0.90"
+
+    def trips(inputs, outputs, expected):
+        return outputs["result"]["missing"]               # KeyError, TypeError ...: the submission's pick
+    for visible in (False, True):
+        case = Case("fn", lambda rng: {}, lambda inputs: None, trips, visible=visible)
+        said = judge(case, {}, {"result": [], "error": None}, None)
+        assert ("TypeError" in said) == visible, said
+
+
+def test_a_catalog_is_read_only_when_it_is_a_bounded_file_and_its_fields_are_plain(tmp_path):
+    """Attack, round 2: a catalog that is a FIFO hung the grader, one linked to /dev/zero filled
+    memory, a translation "{error:>1000000000}" made a 1 GB message and "{x.__class__}" reached a
+    field's attributes. Each is shown in English now, at once."""
+    import time
+    folder = tmp_path / "assignment"
+    po = messages.assignment_catalog(folder, "zh_CN")
+    po.parent.mkdir(parents=True)
+    os.mkfifo(po)
+    start = time.monotonic()
+    with messages.using("zh_CN", folder), pytest.warns(UserWarning, match="cannot read this catalog"):
+        assert messages.Msg("off by one") == "off by one"
+    po.unlink()
+    po.symlink_to("/dev/zero")
+    with messages.using("zh_CN", folder), pytest.warns(UserWarning, match="cannot read this catalog"):
+        assert messages.Msg("off by two") == "off by two"
+    assert time.monotonic() - start < 10
+    po.unlink()
+    po.write_text('msgid "raised {error}"\nmsgstr "抛出了 {error:>1000000000}"\n\n'
+                  'msgid "expected {count} items"\nmsgstr "{count.__class__.__mro__}"\n\n'
+                  'msgid "got {got}"\nmsgstr "得到 {got}"\n', encoding="utf-8")
+    with messages.using("zh_CN", folder):
+        assert messages.Msg("raised {error}", error="KeyError") == "raised KeyError"
+        assert messages.Msg("expected {count} items", count="3") == "expected 3 items"
+        assert messages.Msg("got {got}", got="3") == "得到 3"       # a plain translation is used
