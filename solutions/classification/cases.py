@@ -112,8 +112,8 @@ def grad_of(variant):
 WEIGHTING_MISTAKES = {
     "the weighted loss is divided by N; torch divides by the sum of the weights of the labels, Σ_n w[y_n]":
         ce_variant(denominator="n"),
-    "label smoothing spreads ε over the other C−1 classes; it spreads ε/C over all C classes, the true "
-    "one included": ce_variant(spread="others"),
+    "label smoothing spreads ε over the other C−1 classes; it gives ε/C to each of the C classes, the "
+    "true one included": ce_variant(spread="others"),
     "the smoothing term ignores the class weights; it is (ε/C)·Σ_c w_c·(−log p_c)":
         ce_variant(weighted_smoothing=False),
     "the class weights are ignored": lambda x, y, weight=None, label_smoothing=0.0: ce_variant()(
