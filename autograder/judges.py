@@ -323,7 +323,7 @@ class Accuracy:
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             why = exc.args[0] if exc.args and isinstance(exc.args[0], Msg) else str(exc)
             return _say(Msg("could not evaluate the returned model: {error}", error=why),
-                        Msg("could not evaluate the returned model ({error})", error=type(exc).__name__))
+                        Msg("could not evaluate the returned model"))  # which exception: the model's choice
         if logits.shape != (len(y), logits.shape[-1]) or not np.isfinite(logits).all():
             return Msg("the model's outputs on the test data are not finite")
         accuracy = float((logits.argmax(axis=1) == np.asarray(y)).mean())

@@ -32,7 +32,7 @@ ALLOWED = {
     ("momentum", "0.05"): "the learning rate, a setting",
     ("momentum", "0.01"): "a loss threshold, a setting of the measurement",
     ("momentum", "1 %"): "the tolerance that defines 'near the saddle', a setting",
-    ("momentum", "20 %"): "the tolerance of the cell's assert, a setting",
+    ("momentum", "1.25"): "the tolerance of the cell's assert, a setting",
     ("momentum", "0.35"): "0.9^10, arithmetic on the constants in the same sentence",
     ("momentum", "0.5"): "lambda values the exercise asks to try",
     ("momentum", "0.7"): "lambda values the exercise asks to try",
