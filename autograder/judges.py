@@ -7,7 +7,6 @@ students without any reference code; :func:`judge_from_data` rebuilds them.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Callable
 
