@@ -209,12 +209,8 @@ def test_switch_goes_to_the_other_edition_and_back(browser, site_url):
 @pytest.mark.parametrize("query, chapters", [("动量", ["book/momentum"]),
                                              ("学习率", ["book/adaptive-lr", "book/lr-scheduling"])])
 def test_chinese_search_finds_the_chapter(browser, site_url, screenshot_dir, query, chapters):
-    browser.get(urljoin(site_url, f"zh/search.html?q={query}"))
-    WebDriverWait(browser, 30).until(lambda d: d.find_elements(
-        By.CSS_SELECTOR, "#search-results .search-summary") and d.find_element(
-        By.CSS_SELECTOR, "#search-results .search-summary").text.strip())
-    hits = [urlsplit(a.get_attribute("href")).path.removeprefix("/zh/").removesuffix(".html")
-            for a in browser.find_elements(By.CSS_SELECTOR, "#search-results ul.search li > a")]
+    from test_site_browser import search_hits
+    hits = search_hits(browser, site_url, query, "zh/")
     assert any(c in hits[:3] for c in chapters), f"search for {query} gave {hits}"
     (screenshot_dir / f"zh-search-{query}.png").write_bytes(browser.get_screenshot_as_png())
 

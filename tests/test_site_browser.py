@@ -182,15 +182,20 @@ def test_math_page_renders_from_local_folder(browser, built_book):
     assert state["math"] > 0 and state["mathTypeset"] == state["math"]
 
 
-@pytest.mark.parametrize("query, chapter", [("momentum", "book/momentum"),
-                                            ("softmax", "book/classification")])
-def test_search_finds_the_chapter(browser, site_url, query, chapter):
-    browser.get(urljoin(site_url, f"search.html?q={query}"))
+def search_hits(browser, site_url, query, edition=""):
+    """Search one edition's site ("" or "zh/") in the browser; the pages found, in rank order."""
+    browser.get(urljoin(site_url, f"{edition}search.html?q={query}"))
     WebDriverWait(browser, 30).until(lambda d: d.find_elements(
         By.CSS_SELECTOR, "#search-results .search-summary") and d.find_element(
         By.CSS_SELECTOR, "#search-results .search-summary").text.strip())
-    hits = [urlsplit(a.get_attribute("href")).path.removeprefix("/").removesuffix(".html")
+    return [urlsplit(a.get_attribute("href")).path.removeprefix(f"/{edition}").removesuffix(".html")
             for a in browser.find_elements(By.CSS_SELECTOR, "#search-results ul.search li > a")]
+
+
+@pytest.mark.parametrize("query, chapter", [("momentum", "book/momentum"),
+                                            ("softmax", "book/classification")])
+def test_search_finds_the_chapter(browser, site_url, query, chapter):
+    hits = search_hits(browser, site_url, query)
     assert chapter in hits[:3], f"search for {query!r} gave {hits}"
     # Snippets are plain text: no TeX source of the pages' math.
     WebDriverWait(browser, 30).until(lambda d: len(d.find_elements(
